@@ -1,0 +1,62 @@
+//! The database: pool, schema migrations, the deployable atomic-path
+//! functions, and the demo catalog.
+
+pub mod functions;
+pub mod seed;
+
+use std::time::{Duration, Instant};
+
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    #[error("invalid DATABASE_URL: {0}")]
+    BadUrl(String),
+    #[error("cannot reach the database at {target} within {waited:?}: {source}")]
+    Unreachable { target: String, waited: Duration, source: sqlx::Error },
+    #[error("migrating the schema failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error while {action}: {source}")]
+    Query { action: &'static str, source: sqlx::Error },
+}
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Connects with retries until `wait` has passed: a database that is still
+/// starting is normal, a wrong URL is not, and only the latter fails fast.
+pub async fn connect(url: &str, max_connections: u32, wait: Duration) -> Result<PgPool, DbSetupError> {
+    let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| DbSetupError::BadUrl(e.to_string()))?;
+    let target = format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or(""));
+    let deadline = Instant::now() + wait;
+    loop {
+        let attempt = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.clone())
+            .await;
+        match attempt {
+            Ok(pool) => return Ok(pool),
+            Err(error @ sqlx::Error::Database(_)) => {
+                // the server answered and said no (unknown database, bad password)
+                return Err(DbSetupError::Unreachable { target, waited: Duration::ZERO, source: error });
+            }
+            Err(error) if Instant::now() >= deadline => {
+                return Err(DbSetupError::Unreachable { target, waited: wait, source: error });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), DbSetupError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// `select 1` with a deadline: the health probe.
+pub async fn ping(pool: &PgPool, timeout: Duration) -> bool {
+    matches!(tokio::time::timeout(timeout, sqlx::query("select 1").execute(pool)).await, Ok(Ok(_)))
+}

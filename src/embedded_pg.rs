@@ -1,0 +1,314 @@
+//! A private PostgreSQL started from the machine's server binaries: the
+//! default run's database (persistent data directory) and the test harness's
+//! throwaway server.
+//!
+//! `initdb` and `postgres` refuse to run as root, so when we are root the
+//! server runs as `nobody` (the child's uid/gid are set before exec) and its
+//! data directory is handed to that user.
+
+use std::{
+    fs,
+    net::{SocketAddr, TcpStream},
+    os::unix::{fs::PermissionsExt, process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedPgError {
+    #[error(
+        "postgresql server binaries not found (looked in {searched}); install them (debian: apt-get install postgresql-15) or set BOOKINGD_PG_BIN_DIR"
+    )]
+    BinariesMissing { searched: String },
+    #[error("data directory {path} is not usable by the postgres user {user}: {reason}")]
+    DataDirUnusable { path: String, user: String, reason: String },
+    #[error("initdb failed (exit {status}): {output}")]
+    InitDb { status: String, output: String },
+    #[error("postgres port {0} is already in use; choose another with BOOKINGD_PG_PORT")]
+    PortTaken(u16),
+    #[error("postgres did not become ready within {waited:?}; see {log}")]
+    NotReady { waited: Duration, log: String },
+    #[error("postgres exited during startup ({status}); see {log}")]
+    Exited { status: String, log: String },
+    #[error("io error while {action}: {source}")]
+    Io { action: String, source: std::io::Error },
+}
+
+fn io(action: &str) -> impl FnOnce(std::io::Error) -> EmbeddedPgError + '_ {
+    move |source| EmbeddedPgError::Io { action: action.to_owned(), source }
+}
+
+#[derive(Debug, Clone)]
+pub struct EmbeddedPgOptions {
+    pub data_dir: PathBuf,
+    pub port: u16,
+    /// `None`: the newest `/usr/lib/postgresql/*/bin`.
+    pub bin_dir: Option<PathBuf>,
+    /// Throwaway servers trade durability for speed (fsync off).
+    pub ephemeral: bool,
+    pub max_connections: u32,
+}
+
+/// Where the server runs as: ourselves, or `nobody` when we are root.
+#[derive(Debug, Clone, Copy)]
+struct RunAs {
+    uid: u32,
+    gid: u32,
+}
+
+pub struct EmbeddedPostgres {
+    options: EmbeddedPgOptions,
+    bin_dir: PathBuf,
+    run_as: Option<RunAs>,
+    child: Option<Child>,
+}
+
+impl EmbeddedPostgres {
+    /// Starts the server (running `initdb` first when the data directory is
+    /// new) and waits until it accepts connections.
+    ///
+    /// The server gets SIGQUIT when the *thread* that calls this exits (Linux
+    /// parent-death signal), so call it from a thread that lives as long as
+    /// the server should: the main thread, or a dedicated one.
+    pub fn start(options: EmbeddedPgOptions) -> Result<Self, EmbeddedPgError> {
+        let bin_dir = match &options.bin_dir {
+            Some(dir) if dir.join("postgres").exists() => dir.clone(),
+            Some(dir) => {
+                return Err(EmbeddedPgError::BinariesMissing { searched: dir.display().to_string() });
+            }
+            None => find_bin_dir()?,
+        };
+        let run_as = run_as_for_current_user();
+        let mut server = EmbeddedPostgres { options, bin_dir, run_as, child: None };
+        server.prepare_data_dir()?;
+        if !server.options.data_dir.join("PG_VERSION").exists() {
+            server.initdb()?;
+        }
+        server.spawn()?;
+        Ok(server)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.options.port
+    }
+
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// URL of a database on this server (superuser `postgres`, trust auth on
+    /// loopback only).
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.options.port)
+    }
+
+    /// Fast shutdown (SIGINT: disconnect clients, checkpoint, exit), then
+    /// SIGKILL if it has not exited within the deadline.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: signalling our own child process by pid.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        tracing::warn!(pid, "postgres did not stop within 30s, killing it");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts the server again after [`stop`](Self::stop), on the same port.
+    pub fn restart(&mut self) -> Result<(), EmbeddedPgError> {
+        self.stop();
+        self.spawn()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.options.data_dir.join("postgres.log")
+    }
+
+    fn user_name(&self) -> String {
+        match self.run_as {
+            Some(_) => "nobody".to_owned(),
+            None => std::env::var("USER").unwrap_or_else(|_| "current user".to_owned()),
+        }
+    }
+
+    fn prepare_data_dir(&self) -> Result<(), EmbeddedPgError> {
+        let dir = &self.options.data_dir;
+        fs::create_dir_all(dir).map_err(io("creating the data directory"))?;
+        let unusable = |reason: String| EmbeddedPgError::DataDirUnusable {
+            path: dir.display().to_string(),
+            user: self.user_name(),
+            reason,
+        };
+        if let Some(run_as) = self.run_as {
+            std::os::unix::fs::chown(dir, Some(run_as.uid), Some(run_as.gid))
+                .map_err(|e| unusable(format!("chown failed: {e}")))?;
+            // every ancestor must be traversable by the unprivileged user
+            for ancestor in dir.canonicalize().map_err(io("resolving the data directory"))?.ancestors().skip(1) {
+                let mode = fs::metadata(ancestor).map_err(io("reading a parent directory"))?.permissions().mode();
+                if mode & 0o001 == 0 {
+                    return Err(unusable(format!(
+                        "{} is not traversable by others; choose a data directory outside it (BOOKINGD_DATA_DIR)",
+                        ancestor.display()
+                    )));
+                }
+            }
+        }
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(io("setting data directory permissions"))?;
+        Ok(())
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(self.bin_dir.join(program));
+        if let Some(run_as) = self.run_as {
+            command.uid(run_as.uid).gid(run_as.gid);
+            // nobody has no home; keep the child from looking in ours
+            command.env("HOME", &self.options.data_dir);
+        }
+        command.current_dir(&self.options.data_dir);
+        command
+    }
+
+    fn initdb(&self) -> Result<(), EmbeddedPgError> {
+        let mut command = self.command("initdb");
+        command.arg("-D").arg(&self.options.data_dir).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+        ]);
+        if self.options.ephemeral {
+            command.arg("--no-sync");
+        }
+        let output = command.output().map_err(io("running initdb"))?;
+        if !output.status.success() {
+            return Err(EmbeddedPgError::InitDb {
+                status: output.status.to_string(),
+                output: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self) -> Result<(), EmbeddedPgError> {
+        let port = self.options.port;
+        if TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(200)).is_ok() {
+            return Err(EmbeddedPgError::PortTaken(port));
+        }
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .map_err(io("opening the postgres log"))?;
+        let log_err = log.try_clone().map_err(io("opening the postgres log"))?;
+        let mut command = self.command("postgres");
+        command
+            .arg("-D")
+            .arg(&self.options.data_dir)
+            .args(["-p", &port.to_string(), "-h", "127.0.0.1"])
+            // no unix socket: /var/run/postgresql is not ours to write
+            .args(["-c", "unix_socket_directories="])
+            .args(["-c", &format!("max_connections={}", self.options.max_connections)]);
+        if self.options.ephemeral {
+            command.args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
+        }
+        command.stdin(Stdio::null()).stdout(log).stderr(log_err);
+        // SAFETY: prctl is async-signal-safe; it only sets this child's
+        // parent-death signal so a crashed parent leaves no server behind.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(io("starting postgres"))?;
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(60))
+    }
+
+    /// The port opens before the server accepts sessions, so readiness is
+    /// `pg_isready`, retried until the deadline.
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), EmbeddedPgError> {
+        let deadline = Instant::now() + timeout;
+        let log = self.log_path().display().to_string();
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return Err(EmbeddedPgError::Exited { status: status.to_string(), log });
+            }
+            let ready = Command::new(self.bin_dir.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.options.port.to_string(), "-U", "postgres"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(EmbeddedPgError::NotReady { waited: timeout, log });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for EmbeddedPostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin` that has a server.
+pub fn find_bin_dir() -> Result<PathBuf, EmbeddedPgError> {
+    let root = Path::new("/usr/lib/postgresql");
+    let mut candidates: Vec<(u32, PathBuf)> = fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.split('.').next()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("postgres").exists().then_some((version, bin))
+        })
+        .collect();
+    candidates.sort();
+    candidates
+        .pop()
+        .map(|(_, bin)| bin)
+        .ok_or_else(|| EmbeddedPgError::BinariesMissing { searched: "/usr/lib/postgresql/*/bin".to_owned() })
+}
+
+fn run_as_for_current_user() -> Option<RunAs> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    // SAFETY: getpwnam returns a pointer into static storage or null; we copy
+    // the two fields out immediately.
+    let nobody = unsafe { libc::getpwnam(c"nobody".as_ptr()) };
+    if nobody.is_null() {
+        return Some(RunAs { uid: 65534, gid: 65534 });
+    }
+    // SAFETY: non-null pointer returned by getpwnam.
+    let (uid, gid) = unsafe { ((*nobody).pw_uid, (*nobody).pw_gid) };
+    Some(RunAs { uid, gid })
+}
+
+/// A free loopback port, for servers whose port we choose.
+pub fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}

@@ -1,0 +1,9 @@
+//! gRPC adapters: one per service, each unpacking a request, calling one
+//! domain function and converting the answer. Domain errors become
+//! `tonic::Status` in exactly one place, [`status`].
+
+pub mod admin;
+pub mod booking;
+pub mod health;
+pub mod integrity;
+pub mod status;

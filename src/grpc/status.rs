@@ -1,0 +1,91 @@
+//! The one table from domain errors to `tonic::Status`.
+//!
+//! Every refusal carries `google.rpc.ErrorInfo` with a stable reason (callers
+//! branch on it, not on the message) and, for bad fields, `BadRequest` field
+//! violations. Internal causes are logged here and never sent to clients.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+/// `ErrorInfo.domain` of every error bookingd sends.
+pub const ERROR_DOMAIN: &str = "bookingd.booking.v1";
+
+/// A refusal in API terms: the code, a stable reason, a message a caller can
+/// act on, and optional field violations.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: Code,
+    pub reason: &'static str,
+    pub message: String,
+    pub field_violations: Vec<FieldViolation>,
+    pub metadata: Vec<(String, String)>,
+}
+
+impl ApiError {
+    pub fn new(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError { code, reason, message: message.into(), field_violations: Vec::new(), metadata: Vec::new() }
+    }
+
+    pub fn invalid_field(field: &str, description: impl Into<String>) -> Self {
+        let description = description.into();
+        ApiError::new(Code::InvalidArgument, "INVALID_ARGUMENT", format!("{field}: {description}"))
+            .with_violation(field, description)
+    }
+
+    pub fn with_violation(mut self, field: &str, description: impl Into<String>) -> Self {
+        self.field_violations.push(FieldViolation::new(field, description));
+        self
+    }
+
+    pub fn with_metadata(mut self, key: &str, value: impl ToString) -> Self {
+        self.metadata.push((key.to_owned(), value.to_string()));
+        self
+    }
+
+    /// An internal failure: logged with its cause, answered with a safe message.
+    pub fn internal(context: &str, cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, context, "internal error");
+        ApiError::new(Code::Internal, "INTERNAL", "internal error; it has been logged")
+    }
+
+    /// The database could not be reached or timed out: retryable.
+    pub fn unavailable(context: &str, cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, context, "database unavailable");
+        ApiError::new(Code::Unavailable, "DATABASE_UNAVAILABLE", "the database is unavailable; retry later")
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Status {
+        let mut details = ErrorDetails::new();
+        details.set_error_info(
+            error.reason,
+            ERROR_DOMAIN,
+            error.metadata.into_iter().collect::<std::collections::HashMap<_, _>>(),
+        );
+        if !error.field_violations.is_empty() {
+            details.set_bad_request(error.field_violations);
+        }
+        Status::with_error_details(error.code, error.message, details)
+    }
+}
+
+/// Answer for an RPC whose behaviour has not been built yet: never a fake success.
+pub fn not_built(rpc: &str) -> Status {
+    ApiError::new(Code::Unimplemented, "NOT_IMPLEMENTED", format!("{rpc} is not implemented yet")).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_info_and_field_violations_survive_the_round_trip() {
+        let status: Status = ApiError::invalid_field("num_adults", "must not be negative").into();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        assert_eq!(details.error_info().expect("error info").reason, "INVALID_ARGUMENT");
+        let violations = &details.bad_request().expect("bad request").field_violations;
+        assert_eq!(violations[0].field, "num_adults");
+    }
+}

@@ -1,0 +1,79 @@
+//! bookingd: parse settings, start the embedded database if no
+//! DATABASE_URL is given, serve until SIGINT/SIGTERM, stop cleanly.
+
+use std::process::ExitCode;
+
+use bookingd::{
+    config::Settings,
+    embedded_pg::{EmbeddedPgOptions, EmbeddedPostgres},
+    startup::Application,
+    telemetry,
+};
+use clap::Parser;
+use secrecy::SecretString;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let mut settings = Settings::parse();
+    telemetry::init(settings.log_format);
+    if let Err(problem) = settings.validate() {
+        eprintln!("bookingd: invalid configuration: {problem}");
+        return ExitCode::from(2);
+    }
+    match run(&mut settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bookingd: error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: &mut Settings) -> Result<(), Box<dyn std::error::Error>> {
+    // Started from the main thread on purpose: the server's parent-death
+    // signal is tied to the thread that spawned it.
+    let mut embedded = None;
+    if settings.database_url.is_none() {
+        let server = EmbeddedPostgres::start(EmbeddedPgOptions {
+            data_dir: settings.data_dir.join("pgdata"),
+            port: settings.pg_port,
+            bin_dir: settings.pg_bin_dir.clone(),
+            ephemeral: false,
+            max_connections: 100,
+        })?;
+        tracing::info!(port = server.port(), data_dir = %settings.data_dir.display(), "embedded postgresql started");
+        settings.database_url = Some(SecretString::from(server.url("postgres")));
+        settings.seed_demo.get_or_insert(true);
+        embedded = Some(server);
+    }
+
+    let app = Application::build(settings.clone()).await?;
+    let addr = app.local_addr();
+    tracing::info!(
+        %addr,
+        "bookingd serving; try: grpcurl -plaintext {addr} list   or   bookingctl --addr http://{addr} health"
+    );
+    let result = app.run_until_stopped(shutdown_signal()).await;
+    tracing::info!("grpc server stopped");
+    if let Some(mut server) = embedded {
+        server.stop();
+        tracing::info!("embedded postgresql stopped");
+    }
+    Ok(result?)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM; only ctrl-c stops bookingd");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("ctrl-c received, shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

@@ -1,0 +1,138 @@
+//! Wiring: settings in, a bound server out. `Application::build` does every
+//! fallible step (database, migrations, listener) so that errors surface
+//! before the first request; `run_until_stopped` serves until the shutdown
+//! future resolves, then drains in-flight requests.
+
+use std::{future::Future, net::SocketAddr, pin::Pin, time::Duration};
+
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+
+use crate::{
+    config::Settings,
+    db::{self, DbSetupError},
+    grpc::{admin::AdminApi, booking::BookingApi, health::Health, integrity::IntegrityApi},
+    proto::{
+        self,
+        v1::{
+            admin_service_server::AdminServiceServer, booking_service_server::BookingServiceServer,
+            integrity_service_server::IntegrityServiceServer,
+        },
+    },
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("no DATABASE_URL given (main starts the embedded database and passes its URL)")]
+    NoDatabase,
+    #[error(transparent)]
+    Database(#[from] DbSetupError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("gRPC reflection setup failed: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+type ServeFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+
+pub struct Application {
+    local_addr: SocketAddr,
+    pool: PgPool,
+    stop: CancellationToken,
+    server: ServeFuture,
+    background: JoinSet<()>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let url = settings.database_url.as_ref().ok_or(StartupError::NoDatabase)?;
+        let pool = db::connect(url.expose_secret(), settings.db_max_connections, Duration::from_secs(15)).await?;
+        db::migrate(&pool).await?;
+        if db::functions::deploy_on_first_start(&pool)
+            .await
+            .map_err(|source| DbSetupError::Query { action: "deploying the database functions", source })?
+        {
+            tracing::info!("deployed create_booking_atomic and restore_availability_trigger");
+        }
+        if settings.seed_demo.unwrap_or(false)
+            && db::seed::seed_demo_catalog(&pool)
+                .await
+                .map_err(|source| DbSetupError::Query { action: "loading the demo catalog", source })?
+        {
+            tracing::info!("loaded the demo catalog");
+        }
+
+        let listener = TcpListener::bind(settings.listen_addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr: settings.listen_addr, source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| StartupError::Bind { addr: settings.listen_addr, source })?;
+
+        let stop = CancellationToken::new();
+        let mut background = JoinSet::new();
+
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        let health = Health::new(health_reporter);
+        for name in crate::grpc::health::DATABASE_BACKED {
+            health.set(name, true).await;
+        }
+        background.spawn(health.clone().watch_database(pool.clone(), settings.health_probe_interval(), stop.clone()));
+
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+
+        let router = Server::builder()
+            .timeout(settings.request_timeout())
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(BookingServiceServer::new(BookingApi::default()))
+            .add_service(IntegrityServiceServer::new(IntegrityApi::default()))
+            .add_service(AdminServiceServer::new(AdminApi::default()));
+
+        let shutdown = stop.clone().cancelled_owned();
+        let server = Box::pin(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown));
+
+        Ok(Application { local_addr, pool, stop, server, background })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+    /// requests finish, stops background tasks and closes the pool.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let Application { pool, stop, server, mut background, .. } = self;
+        let trigger = stop.clone();
+        background.spawn(async move {
+            tokio::select! {
+                _ = shutdown => trigger.cancel(),
+                _ = trigger.cancelled() => {}
+            }
+        });
+        let served = server.await;
+        stop.cancel();
+        while background.join_next().await.is_some() {}
+        pool.close().await;
+        served.map_err(StartupError::from)
+    }
+}

@@ -1,0 +1,238 @@
+//! Test harness: one throwaway PostgreSQL per test run (or TEST_DATABASE_URL),
+//! a fresh database per test, and the real server on an ephemeral port.
+
+#![allow(dead_code)] // shared by test modules that land one issue at a time
+
+use std::{
+    path::PathBuf,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use bookingd::{
+    config::Settings,
+    embedded_pg::{EmbeddedPgOptions, EmbeddedPostgres, free_port},
+    proto::v1::{
+        admin_service_client::AdminServiceClient, booking_service_client::BookingServiceClient,
+        integrity_service_client::IntegrityServiceClient,
+    },
+    startup::Application,
+};
+use rust_decimal::Decimal;
+use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
+use tokio::sync::oneshot;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::health_client::HealthClient;
+
+/// URL of the run's PostgreSQL server (its `postgres` database).
+pub fn test_server_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+            return url;
+        }
+        remove_stale_data_dirs();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        // The server lives in a thread that never exits: its parent-death
+        // signal fires when the test process ends, not when a test does.
+        std::thread::Builder::new()
+            .name("test-postgres".into())
+            .spawn(move || {
+                let started = start_test_server(data_dir_for(std::process::id()));
+                match started {
+                    Ok(server) => {
+                        let _ = sender.send(Ok(server.url("postgres")));
+                        loop {
+                            std::thread::park();
+                        }
+                    }
+                    Err(error) => {
+                        let _ = sender.send(Err(error.to_string()));
+                    }
+                }
+            })
+            .expect("spawn the test postgres thread");
+        receiver.recv().expect("test postgres thread").unwrap_or_else(|e| panic!("starting test postgres: {e}"))
+    })
+}
+
+pub fn start_test_server(data_dir: PathBuf) -> Result<EmbeddedPostgres, bookingd::embedded_pg::EmbeddedPgError> {
+    EmbeddedPostgres::start(EmbeddedPgOptions {
+        data_dir,
+        port: free_port().expect("free port"),
+        bin_dir: std::env::var_os("BOOKINGD_PG_BIN_DIR").map(PathBuf::from),
+        ephemeral: true,
+        max_connections: 500,
+    })
+}
+
+fn data_dir_for(pid: u32) -> PathBuf {
+    std::env::temp_dir().join(format!("bookingd-test-{pid}"))
+}
+
+/// Earlier runs' data directories whose process is gone.
+fn remove_stale_data_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) =
+            name.to_str().and_then(|n| n.strip_prefix("bookingd-test-")).and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !PathBuf::from(format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Replaces the database name of a postgres URL.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = base.rsplit_once('/').map(|(prefix, _)| prefix).unwrap_or(base);
+    match query {
+        Some(query) => format!("{base}/{database}?{query}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+/// A fresh, empty database on the run's server.
+pub async fn create_test_database() -> String {
+    let name = format!("bookingd_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(test_server_url()).await.expect("connect to the test server");
+    admin.execute(sqlx::AssertSqlSafe(format!(r#"create database "{name}""#))).await.expect("create test database");
+    with_database(test_server_url(), &name)
+}
+
+pub struct TestApp {
+    pub addr: String,
+    pub database_url: String,
+    /// A pool of the test's own, for arranging and asserting.
+    pub pool: PgPool,
+    pub channel: Channel,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub fn booking(&self) -> BookingServiceClient<Channel> {
+        BookingServiceClient::new(self.channel.clone())
+    }
+
+    pub fn integrity(&self) -> IntegrityServiceClient<Channel> {
+        IntegrityServiceClient::new(self.channel.clone())
+    }
+
+    pub fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel.clone())
+    }
+
+    pub fn health(&self) -> HealthClient<Channel> {
+        HealthClient::new(self.channel.clone())
+    }
+
+    /// Stops the server and waits until it has drained.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A fresh database and the real server on port 0, with settings adjusted by
+/// `configure`.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let database_url = create_test_database().await;
+    spawn_app_on(&database_url, configure).await
+}
+
+/// The real server against an existing database.
+pub async fn spawn_app_on(database_url: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = Settings::for_database(database_url);
+    settings.health_probe_interval_ms = 100;
+    configure(&mut settings);
+    let app = Application::build(settings).await.expect("build the application");
+    let addr = format!("http://{}", app.local_addr());
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        app.run_until_stopped(async move {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("server ran");
+    });
+    let channel = Endpoint::from_shared(addr.clone()).expect("endpoint").connect_lazy();
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(5).connect(database_url).await.expect("test pool");
+    TestApp {
+        addr,
+        database_url: database_url.to_owned(),
+        pool,
+        channel,
+        shutdown: Some(shutdown),
+        server: Some(server),
+    }
+}
+
+/// Polls `condition` until it holds or `deadline` passes (then panics with
+/// `what`): waiting on a condition, never sleeping and hoping.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + deadline;
+    loop {
+        if condition().await {
+            return;
+        }
+        assert!(Instant::now() < until, "timed out after {deadline:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The seat invariant on every tour (not only active ones), then the
+/// runbook's monitor queries, unchanged: all must return 0 rows. Every
+/// scenario ends here.
+pub async fn assert_healthy(pool: &PgPool) {
+    let broken: Vec<(uuid::Uuid, i32, i32, i64)> = sqlx::query_as(
+        "select t.id, t.max_capacity, t.available_spots,
+                coalesce((select sum(b.num_adults + b.num_children) from bookings b
+                          where b.tour_id = t.id and b.booking_status in ('pending', 'confirmed')), 0)::bigint
+         from tours t
+         where t.available_spots <> t.max_capacity - coalesce((select sum(b.num_adults + b.num_children) from bookings b
+                          where b.tour_id = t.id and b.booking_status in ('pending', 'confirmed')), 0)
+            or t.available_spots < 0",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("invariant query");
+    assert!(broken.is_empty(), "seat invariant broken (id, capacity, available, booked): {broken:?}");
+
+    for statement in include_str!("runbook_monitors.sql").split("-- @@") {
+        let rows = sqlx::raw_sql(statement).fetch_all(pool).await.expect("runbook monitor runs");
+        assert!(rows.is_empty(), "runbook monitor returned {} row(s):\n{statement}", rows.len());
+    }
+
+    let template_bookings: i64 = sqlx::query_scalar(
+        "select count(*) from bookings b join tours t on b.tour_id = t.id
+         where t.parent_template_id is not null and b.created_at > now() - interval '24 hours'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("template booking count");
+    if template_bookings > 0 {
+        let row = sqlx::raw_sql(include_str!("runbook_capture_rate.sql")).fetch_one(pool).await.expect("capture rate");
+        let rate: Decimal = row.get("capture_rate_percent");
+        assert_eq!(rate, Decimal::new(10000, 2), "schedule_id capture rate must be 100%");
+    }
+}

@@ -1,0 +1,5 @@
+//! The one integration-test binary: every test starts the real server on an
+//! ephemeral port against its own fresh database.
+
+mod foundation;
+mod helpers;

@@ -1,0 +1,11 @@
+-- Copied unchanged from the runbook: 2. Schedule ID Population Check.
+-- (It divides by zero on an empty window; the helper runs it only when the
+-- window has template bookings.)
+SELECT
+  COUNT(*) as total_template_bookings,
+  COUNT(schedule_id) as bookings_with_schedule_id,
+  ROUND(COUNT(schedule_id) * 100.0 / COUNT(*), 2) as capture_rate_percent
+FROM bookings b
+JOIN tours t ON b.tour_id = t.id
+WHERE t.parent_template_id IS NOT NULL
+AND b.created_at > NOW() - INTERVAL '24 hours';
