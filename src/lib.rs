@@ -2,19 +2,23 @@
 //! inventory honest.
 //!
 //! Who owns what:
+//! - [`cli`]: bookingctl's commands (parsing and rendering over the gRPC API).
 //! - [`config`]: the one typed `Settings`.
 //! - [`startup`]: wires everything together; `Application::build` binds and
 //!   returns a handle that knows its port.
 //! - [`embedded_pg`]: the private PostgreSQL of the default run and of tests.
 //! - [`db`]: pool, migrations, the deployable atomic-path functions, seed.
+//! - [`flags`]: feature flags (the booking-path kill switch); knows no bookings.
 //! - [`grpc`]: thin adapters from the generated services to the domains, and
 //!   the single domain-error → `tonic::Status` table.
 //! - [`telemetry`]: tracing subscriber and OpenTelemetry export.
 //! - [`proto`]: generated code for `booking.v1`.
 
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod embedded_pg;
+pub mod flags;
 pub mod grpc;
 pub mod proto;
 pub mod startup;

@@ -21,7 +21,11 @@ use bookingd::{
 use rust_decimal::Decimal;
 use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
 use tokio::sync::oneshot;
-use tonic::transport::{Channel, Endpoint};
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Channel, Endpoint},
+};
 use tonic_health::pb::health_client::HealthClient;
 
 /// URL of the run's PostgreSQL server (its `postgres` database).
@@ -107,6 +111,26 @@ pub async fn create_test_database() -> String {
     with_database(test_server_url(), &name)
 }
 
+/// The operator token every test server accepts.
+pub const TEST_ADMIN_TOKEN: &str = "test-operator-token";
+
+/// Adds `authorization: Bearer <token>` to every request.
+#[derive(Clone)]
+pub struct BearerToken(MetadataValue<Ascii>);
+
+impl BearerToken {
+    pub fn new(token: &str) -> Self {
+        BearerToken(format!("Bearer {token}").parse().expect("ascii token"))
+    }
+}
+
+impl Interceptor for BearerToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
 pub struct TestApp {
     pub addr: String,
     pub database_url: String,
@@ -126,7 +150,13 @@ impl TestApp {
         IntegrityServiceClient::new(self.channel.clone())
     }
 
-    pub fn admin(&self) -> AdminServiceClient<Channel> {
+    /// Admin client presenting the operator token the test server was given.
+    pub fn admin(&self) -> AdminServiceClient<InterceptedService<Channel, BearerToken>> {
+        AdminServiceClient::with_interceptor(self.channel.clone(), BearerToken::new(TEST_ADMIN_TOKEN))
+    }
+
+    /// Admin client presenting no token at all.
+    pub fn admin_without_token(&self) -> AdminServiceClient<Channel> {
         AdminServiceClient::new(self.channel.clone())
     }
 
@@ -160,6 +190,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 pub async fn spawn_app_on(database_url: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::for_database(database_url);
     settings.health_probe_interval_ms = 100;
+    settings.admin_token = Some(TEST_ADMIN_TOKEN.to_owned().into());
     configure(&mut settings);
     let app = Application::build(settings).await.expect("build the application");
     let addr = format!("http://{}", app.local_addr());
