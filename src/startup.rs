@@ -15,7 +15,7 @@ use tonic::transport::Server;
 use crate::{
     config::Settings,
     db::{self, DbSetupError},
-    grpc::{admin::AdminApi, booking::BookingApi, health::Health, integrity::IntegrityApi},
+    grpc::{admin::AdminApi, auth::AdminAuth, booking::BookingApi, health::Health, integrity::IntegrityApi},
     proto::{
         self,
         v1::{
@@ -33,6 +33,8 @@ pub enum StartupError {
     Database(#[from] DbSetupError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot read the admin token file {path}: {source}")]
+    AdminTokenFile { path: String, source: std::io::Error },
     #[error("gRPC reflection setup failed: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server failed: {0}")]
@@ -95,7 +97,7 @@ impl Application {
             .add_service(reflection)
             .add_service(BookingServiceServer::new(BookingApi::default()))
             .add_service(IntegrityServiceServer::new(IntegrityApi::default()))
-            .add_service(AdminServiceServer::new(AdminApi::default()));
+            .add_service(AdminServiceServer::with_interceptor(AdminApi::default(), admin_auth(&settings)?));
 
         let shutdown = stop.clone().cancelled_owned();
         let server = Box::pin(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown));
@@ -135,4 +137,24 @@ impl Application {
         pool.close().await;
         served.map_err(StartupError::from)
     }
+}
+
+/// Operator tokens from the settings: `--admin-token`, and/or the first line of
+/// `--admin-token-file`.
+fn admin_auth(settings: &Settings) -> Result<AdminAuth, StartupError> {
+    let mut tokens = Vec::new();
+    if let Some(token) = &settings.admin_token {
+        tokens.push(("operator".to_owned(), token.clone()));
+    }
+    if let Some(path) = &settings.admin_token_file {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                if let Some(line) = text.lines().map(str::trim).find(|l| !l.is_empty()) {
+                    tokens.push(("operator".to_owned(), secrecy::SecretString::from(line.to_owned())));
+                }
+            }
+            Err(source) => return Err(StartupError::AdminTokenFile { path: path.display().to_string(), source }),
+        }
+    }
+    Ok(AdminAuth::new(tokens))
 }

@@ -3,6 +3,7 @@
 //! `tonic::Status` in exactly one place, [`status`].
 
 pub mod admin;
+pub mod auth;
 pub mod booking;
 pub mod health;
 pub mod integrity;
