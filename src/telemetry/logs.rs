@@ -77,3 +77,91 @@ where
     }
     ctx.event_scope()?.find_map(|span| span.extensions().get::<RequestTrace>().map(|ids| (ids.trace_id, ids.span_id)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::{SpanId, TraceId};
+    use tracing_subscriber::{fmt, fmt::format::JsonFields, prelude::*};
+
+    use super::*;
+    use crate::telemetry::rpc::remember_request_trace;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("capture").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Capture {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().expect("capture").clone()).expect("utf-8 log")
+        }
+    }
+
+    const IDS: RequestTrace =
+        RequestTrace { trace_id: TraceId::from_bytes([0x4b; 16]), span_id: SpanId::from_bytes([0x0f; 8]) };
+
+    fn log_inside_a_request() {
+        let span = tracing::info_span!("grpc.server", rpc.method = "CreateBooking");
+        remember_request_trace(&span, IDS);
+        let _entered = span.enter();
+        tracing::info!(contact = "ana@example.com", "hold placed for +34 600 123 456");
+    }
+
+    #[test]
+    fn text_lines_end_with_the_request_ids_and_mask_personal_data() {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(fmt::layer().with_ansi(false).event_format(LineFormat::text()).with_writer(move || writer.clone()));
+
+        tracing::subscriber::with_default(subscriber, log_inside_a_request);
+
+        let line = capture.text();
+        assert!(line.contains(r#"grpc.server{rpc.method="CreateBooking"}"#), "{line}");
+        assert!(line.contains("hold placed for [phone] contact=\"[email]\""), "{line}");
+        assert!(line.ends_with(" trace_id=4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b span_id=0f0f0f0f0f0f0f0f\n"), "{line}");
+    }
+
+    #[test]
+    fn json_lines_carry_the_request_ids_as_fields() {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            fmt::layer()
+                .fmt_fields(JsonFields::new())
+                .event_format(LineFormat::json())
+                .with_writer(move || writer.clone()),
+        );
+
+        tracing::subscriber::with_default(subscriber, log_inside_a_request);
+
+        let line: serde_json::Value = serde_json::from_str(&capture.text()).expect("one JSON line");
+        assert_eq!(line["trace_id"], "4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b");
+        assert_eq!(line["span_id"], "0f0f0f0f0f0f0f0f");
+        assert_eq!(line["fields"]["message"], "hold placed for [phone]");
+        assert_eq!(line["fields"]["contact"], "[email]");
+        assert_eq!(line["span"]["rpc.method"], "CreateBooking");
+    }
+
+    #[test]
+    fn lines_outside_a_request_carry_no_ids() {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(fmt::layer().with_ansi(false).event_format(LineFormat::text()).with_writer(move || writer.clone()));
+
+        tracing::subscriber::with_default(subscriber, || tracing::info!("bookingd serving"));
+
+        assert!(!capture.text().contains("trace_id="));
+    }
+}

@@ -4,8 +4,8 @@
 //!   `trace_id`/`span_id` on every line inside a request and emails/phone
 //!   numbers masked ([`logs`], [`mask`]). `RUST_LOG` filters them (default
 //!   `info`).
-//! - Traces: with an OTLP endpoint configured, `tracing` spans at INFO and
-//!   above go to OpenTelemetry via `tracing-opentelemetry` and are exported
+//! - Traces: with an OTLP endpoint configured, the `tracing` spans `RUST_LOG`
+//!   enables (INFO and above by default) go to OpenTelemetry via `tracing-opentelemetry` and are exported
 //!   over OTLP/gRPC in batches. One server span per RPC comes from
 //!   [`rpc::RpcTraceLayer`]; domains add children with `#[instrument]`.
 //! - Metrics: [`metrics`] (the API the domains call), exported over OTLP.
@@ -44,10 +44,12 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::{metrics::SdkMeterProvider, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing_subscriber::{
     EnvFilter, Layer, Registry,
-    filter::LevelFilter,
     fmt::{self, format::JsonFields, writer::BoxMakeWriter},
+    layer::Layered,
     prelude::*,
 };
+
+type Filtered = Layered<EnvFilter, Registry>;
 
 pub use error::TelemetryError;
 pub use rpc::{RpcTraceLayer, TRACE_ID_HEADER};
@@ -171,31 +173,31 @@ pub fn init_with(options: TelemetryOptions) -> Result<TelemetryGuard, TelemetryE
         guard.meter_provider = Some(otel::meter_provider(&options.otlp, endpoint, resource)?);
     }
 
-    let log_filter = match options.log_filter {
+    let filter = match options.log_filter {
         Some(directives) => EnvFilter::new(directives),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
     let writer = options.log_writer.unwrap_or_else(|| BoxMakeWriter::new(std::io::stdout));
-    let log_layer: Box<dyn Layer<Registry> + Send + Sync> = match options.log_format {
-        LogFormat::Text => fmt::layer()
-            .with_ansi(false)
-            .event_format(logs::LineFormat::text())
-            .with_writer(writer)
-            .with_filter(log_filter)
-            .boxed(),
+    let log_layer: Box<dyn Layer<Filtered> + Send + Sync> = match options.log_format {
+        LogFormat::Text => {
+            fmt::layer().with_ansi(false).event_format(logs::LineFormat::text()).with_writer(writer).boxed()
+        }
         LogFormat::Json => fmt::layer()
             .fmt_fields(JsonFields::new())
             .event_format(logs::LineFormat::json())
             .with_writer(writer)
-            .with_filter(log_filter)
             .boxed(),
     };
-    // Spans are exported at INFO and above whatever RUST_LOG says, so quieting
-    // the logs never blinds the traces.
-    let trace_layer = guard.tracer_provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer().with_tracer(provider.tracer("bookingd")).with_filter(LevelFilter::INFO).boxed()
-    });
-    tracing_subscriber::registry().with(log_layer).with(trace_layer).try_init()?;
+    let trace_layer = guard
+        .tracer_provider
+        .as_ref()
+        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("bookingd")));
+    // One global filter for logs and spans alike. Per-layer filters would let
+    // RUST_LOG=warn keep exporting INFO spans, but tracing-subscriber 0.3.23
+    // leaks per-layer filter state across callsites (a span right after a
+    // fully filtered-out `enabled!` check is created disabled for every
+    // layer), which silently lost server spans in our tests.
+    tracing_subscriber::registry().with(filter).with(log_layer).with(trace_layer).try_init()?;
 
     if let Some(provider) = &guard.tracer_provider {
         opentelemetry::global::set_tracer_provider(provider.clone());

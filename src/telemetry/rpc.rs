@@ -51,6 +51,18 @@ pub(crate) struct RequestTrace {
     pub span_id: SpanId,
 }
 
+/// Stores `ids` with `span` for the log formatter.
+pub(crate) fn remember_request_trace(span: &Span, ids: RequestTrace) {
+    span.with_subscriber(|(id, dispatch)| {
+        if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>()
+            && let Some(data) = registry.span(id)
+            && data.extensions().get::<RequestTrace>().is_none()
+        {
+            data.extensions_mut().insert(ids);
+        }
+    });
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct RpcTraceLayer {
     trace_health_checks: bool,
@@ -150,13 +162,7 @@ impl RpcCall {
                 if remote.is_valid() { remote.trace_id() } else { TraceId::from_bytes(rand::random::<[u8; 16]>()) };
             RequestTrace { trace_id, span_id: SpanId::from_bytes(rand::random::<[u8; 8]>()) }
         };
-        span.with_subscriber(|(id, dispatch)| {
-            if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>()
-                && let Some(data) = registry.span(id)
-            {
-                data.extensions_mut().insert(ids);
-            }
-        });
+        remember_request_trace(&span, ids);
 
         RpcCall { span, start: Instant::now(), name, slash, trace_id: ids.trace_id, finished: false }
     }

@@ -3,3 +3,5 @@
 
 mod foundation;
 mod helpers;
+mod otlp_collector;
+mod telemetry;
