@@ -1,1 +1,271 @@
-fn main() {}
+//! Throughput with tracing at 100% sampling vs tracing off, side by side.
+//!
+//! Starts one throwaway PostgreSQL and two `bookingd` processes built from
+//! this tree (the release binary, the real `telemetry::init` path): *traced*
+//! exports every span (`OTEL_TRACES_SAMPLER=always_on`) and its metrics over
+//! OTLP to a sink in this process; *plain* has no OTEL variables. Both log at
+//! `info` to /dev/null. Load alternates between them in short rounds (ABBA
+//! order) so machine noise hits both alike, then the totals and the ratio
+//! traced/plain are printed. Goal: ratio >= 0.90.
+//!
+//! ```sh
+//! cargo bench --bench tracing_overhead                    # defaults
+//! cargo bench --bench tracing_overhead -- --rounds 20 --round-ms 3000 --concurrency 32
+//! ```
+//!
+//! Workload `get-booking` (default): GetBooking of a random missing id, one
+//! cheap RPC each; the smaller the handler's own cost, the larger tracing's
+//! share, so this is the harsh case.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bookingd::{
+    embedded_pg::{EmbeddedPgOptions, EmbeddedPostgres, free_port},
+    proto::v1::{GetBookingRequest, booking_service_client::BookingServiceClient, get_booking_request},
+};
+use opentelemetry_proto::tonic::collector::{
+    metrics::v1::{
+        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+        metrics_service_server::{MetricsService, MetricsServiceServer},
+    },
+    trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        trace_service_server::{TraceService, TraceServiceServer},
+    },
+};
+use sqlx::{Connection, Executor};
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+struct Options {
+    rounds: usize,
+    round: Duration,
+    concurrency: usize,
+}
+
+impl Options {
+    fn from_args() -> Options {
+        let mut options = Options { rounds: 10, round: Duration::from_millis(2000), concurrency: 16 };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().and_then(|v| v.parse::<u64>().ok()).expect("a number after the flag");
+            match arg.as_str() {
+                "--rounds" => options.rounds = value() as usize,
+                "--round-ms" => options.round = Duration::from_millis(value()),
+                "--concurrency" => options.concurrency = value() as usize,
+                // cargo bench passes --bench; ignore what is not ours
+                _ => {}
+            }
+        }
+        options
+    }
+}
+
+/// An OTLP receiver that counts and drops what it gets.
+#[derive(Clone, Default)]
+struct Sink {
+    spans: Arc<AtomicU64>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Sink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let spans: usize =
+            request.into_inner().resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+        self.spans.fetch_add(spans as u64, Ordering::Relaxed);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Sink {
+    async fn export(
+        &self,
+        _request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+/// A bookingd child process, stopped with SIGTERM on drop.
+struct Server {
+    name: &'static str,
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(name: &'static str, database_url: &str, otlp: Option<&str>) -> Server {
+        let port = free_port().expect("free port");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bookingd"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("OTEL_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .env("DATABASE_URL", database_url)
+            .env("BOOKINGD_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("BOOKINGD_SEED_DEMO", "true")
+            .env("BOOKINGD_ADMIN_TOKEN", "bench-token")
+            .env("BOOKINGD_LOG_FORMAT", "text")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Some(endpoint) = otlp {
+            command
+                .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+                .env("OTEL_TRACES_SAMPLER", "always_on")
+                .env("OTEL_METRIC_EXPORT_INTERVAL", "5000");
+        }
+        let child = command.spawn().expect("start bookingd");
+        Server { name, child, addr: format!("http://127.0.0.1:{port}") }
+    }
+
+    async fn wait_until_serving(&self) -> Channel {
+        let channel = Endpoint::from_shared(self.addr.clone()).expect("endpoint").connect_lazy();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = HealthClient::new(channel.clone())
+                .check(HealthCheckRequest { service: String::new() })
+                .await
+                .map(|r| r.into_inner().status());
+            if matches!(status, Ok(ServingStatus::Serving)) {
+                return channel;
+            }
+            assert!(Instant::now() < deadline, "{} did not become healthy: {status:?}", self.name);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child process by pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Drives `concurrency` callers against `addr` for `duration`; returns the
+/// number of completed calls (each answered with a status, as expected).
+async fn round(addr: &str, concurrency: usize, duration: Duration) -> u64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut callers = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let channel = Endpoint::from_shared(addr.to_owned()).expect("endpoint").connect().await.expect("connect");
+        let (done, stop) = (done.clone(), stop.clone());
+        callers.push(tokio::spawn(async move {
+            let mut client = BookingServiceClient::new(channel);
+            while !stop.load(Ordering::Relaxed) {
+                let request = GetBookingRequest {
+                    key: Some(get_booking_request::Key::BookingId(uuid::Uuid::new_v4().to_string())),
+                };
+                match client.get_booking(request).await {
+                    Ok(_) => panic!("a random booking id exists"),
+                    Err(status) if status.code() == tonic::Code::Unavailable => panic!("server unavailable: {status}"),
+                    Err(_) => done.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    for caller in callers {
+        caller.await.expect("caller");
+    }
+    done.load(Ordering::Relaxed)
+}
+
+fn main() {
+    let options = Options::from_args();
+    let data_dir = std::env::temp_dir().join(format!("bookingd-bench-{}", std::process::id()));
+    // started from the main thread: the server lives as long as it does
+    let postgres = EmbeddedPostgres::start(EmbeddedPgOptions {
+        data_dir: data_dir.clone(),
+        port: free_port().expect("free port"),
+        bin_dir: std::env::var_os("BOOKINGD_PG_BIN_DIR").map(PathBuf::from),
+        ephemeral: true,
+        max_connections: 200,
+    })
+    .expect("start postgres");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut admin = sqlx::PgConnection::connect(&postgres.url("postgres")).await.expect("connect postgres");
+        for database in ["bench_traced", "bench_plain"] {
+            admin.execute(sqlx::AssertSqlSafe(format!("create database {database}"))).await.expect("create db");
+        }
+
+        let sink = Sink::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+        let sink_addr = format!("http://{}", listener.local_addr().expect("sink addr"));
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(sink.clone()))
+                .add_service(MetricsServiceServer::new(sink.clone()))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+
+        let traced = Server::start("traced", &postgres.url("bench_traced"), Some(&sink_addr));
+        let plain = Server::start("plain", &postgres.url("bench_plain"), None);
+        traced.wait_until_serving().await;
+        plain.wait_until_serving().await;
+
+        // warm-up: connections, caches, the page cache of both databases
+        for server in [&traced, &plain] {
+            round(&server.addr, options.concurrency, Duration::from_millis(500)).await;
+        }
+
+        println!(
+            "tracing overhead: {} rounds x {:?} per configuration, {} concurrent callers, GetBooking (missing id)",
+            options.rounds, options.round, options.concurrency
+        );
+        println!("{:>5} {:>12} {:>12} {:>7}", "round", "traced req/s", "plain req/s", "ratio");
+        let (mut traced_total, mut plain_total) = (0u64, 0u64);
+        let mut ratios = Vec::new();
+        for index in 0..options.rounds {
+            // ABBA: alternate which configuration goes first
+            let order: [&Server; 2] = if index % 2 == 0 { [&traced, &plain] } else { [&plain, &traced] };
+            let mut counts = [0u64; 2];
+            for server in order {
+                let count = round(&server.addr, options.concurrency, options.round).await;
+                counts[usize::from(server.name == "plain")] = count;
+            }
+            traced_total += counts[0];
+            plain_total += counts[1];
+            let ratio = counts[0] as f64 / counts[1].max(1) as f64;
+            ratios.push(ratio);
+            let per_second = |count: u64| count as f64 / options.round.as_secs_f64();
+            println!("{index:>5} {:>12.0} {:>12.0} {ratio:>7.3}", per_second(counts[0]), per_second(counts[1]));
+        }
+
+        let seconds = options.round.as_secs_f64() * options.rounds as f64;
+        ratios.sort_by(f64::total_cmp);
+        let median = ratios[ratios.len() / 2];
+        let ratio = traced_total as f64 / plain_total.max(1) as f64;
+        println!(
+            "total: traced {:.0} req/s, plain {:.0} req/s, ratio {ratio:.3} (median of rounds {median:.3}); goal >= 0.90: {}",
+            traced_total as f64 / seconds,
+            plain_total as f64 / seconds,
+            if ratio >= 0.9 { "met" } else { "NOT met" }
+        );
+        drop(traced);
+        drop(plain);
+        println!("spans received by the OTLP sink: {} (traced requests: {traced_total})", sink.spans.load(Ordering::Relaxed));
+    });
+    drop(postgres);
+    let _ = std::fs::remove_dir_all(data_dir);
+}
