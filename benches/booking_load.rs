@@ -25,7 +25,7 @@ use tonic::transport::{Channel, Endpoint};
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Spread {
     Spread,
     Hot,
