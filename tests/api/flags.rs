@@ -454,13 +454,51 @@ async fn bookingctl_flag_set_flips_the_flag_and_records_the_operator_and_reason(
 async fn bookingctl_refuses_a_wrong_token() {
     // Arrange
     let app = spawn_app_with(|_| {}).await;
-    let cli = bookingd::cli::Cli::try_parse_from(["bookingctl", "--addr", &app.addr, "--token", "wrong", "flag", "get"])
-        .expect("arguments parse");
+    let cli =
+        bookingd::cli::Cli::try_parse_from(["bookingctl", "--addr", &app.addr, "--token", "wrong", "flag", "get"])
+            .expect("arguments parse");
 
     // Act
     let error = bookingd::cli::run(cli).await.expect_err("refused");
 
     // Assert
     assert!(error.to_string().contains("Unauthenticated"), "{error}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_flip_made_while_the_listener_reconnects_is_not_lost() {
+    // Arrange
+    let app = spawn_app_with(|settings| settings.flag_cache_ttl_ms = LONG_TTL_MS).await;
+    wait_until("the flag listener is listening", Duration::from_secs(15), || async {
+        listeners_on(&app.pool).await == 1
+    })
+    .await;
+    assert!(!app.flags.use_legacy_booking_service().await.enabled);
+
+    // Act: cut the listener's connection, then flip while it is (most
+    // likely) still reconnecting, so that its notification goes nowhere
+    sqlx::query(
+        "select pg_terminate_backend(pid) from pg_stat_activity
+         where datname = current_database() and application_name = 'bookingd-flag-listener'",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("terminate the listener");
+    wait_until("the old listener session is gone", Duration::from_secs(5), || async {
+        listeners_on(&app.pool).await == 0
+    })
+    .await;
+    sqlx::query("insert into feature_flags (key, enabled, updated_by) values ($1, true, 'psql')")
+        .bind(USE_LEGACY_BOOKING_SERVICE)
+        .execute(&app.pool)
+        .await
+        .expect("insert flag row");
+
+    // Assert: the reconnection rereads what it may have missed
+    wait_until("the process serves the flip", Duration::from_secs(1), || async {
+        app.flags.use_legacy_booking_service().await.enabled
+    })
+    .await;
     app.stop().await;
 }
