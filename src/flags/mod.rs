@@ -7,12 +7,12 @@
 //! CONTRACT (used by booking/ and grpc/): `Flags::use_legacy_booking_service`
 //! never fails and, in steady state, never queries the database.
 //!
-//! - [`resolver`]: evaluation (env pin, moka cache, database read, last known).
-//! - [`cache`]: the moka cache, per-flag generations, the last-known store.
-//! - [`listener`]: LISTEN `bookingd_feature_flags`, so a flip made by another
+//! - `resolver`: evaluation (env pin, moka cache, database read, last known).
+//! - `cache`: the moka cache, per-flag generations, the last-known store.
+//! - `listener`: LISTEN `bookingd_feature_flags`, so a flip made by another
 //!   process reaches this one within a second.
-//! - [`changes`]: SetFlag (one transaction with its audit row) and the history.
-//! - [`store`]: the SQL. [`registry`]: the flags bookingd knows.
+//! - `changes`: SetFlag (one transaction with its audit row) and the history.
+//! - `store`: the SQL. `registry`: the flags bookingd knows.
 
 mod cache;
 mod changes;
