@@ -15,6 +15,7 @@ use tonic::transport::Server;
 use crate::{
     config::Settings,
     db::{self, DbSetupError},
+    flags::Flags,
     grpc::{admin::AdminApi, auth::AdminAuth, booking::BookingApi, health::Health, integrity::IntegrityApi},
     proto::{
         self,
@@ -46,6 +47,7 @@ type ServeFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Erro
 pub struct Application {
     local_addr: SocketAddr,
     pool: PgPool,
+    flags: Flags,
     stop: CancellationToken,
     server: ServeFuture,
     background: JoinSet<()>,
@@ -86,6 +88,11 @@ impl Application {
         }
         background.spawn(health.clone().watch_database(pool.clone(), settings.health_probe_interval(), stop.clone()));
 
+        // one resolver for the whole process: every service that asks for a
+        // flag must share its cache, so a SetFlag is seen by all at once
+        let flags = Flags::new(pool.clone(), settings.use_legacy_booking_service, settings.flag_cache_ttl());
+        background.spawn(flags.clone().listen(stop.clone()));
+
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -97,12 +104,15 @@ impl Application {
             .add_service(reflection)
             .add_service(BookingServiceServer::new(BookingApi::default()))
             .add_service(IntegrityServiceServer::new(IntegrityApi::default()))
-            .add_service(AdminServiceServer::with_interceptor(AdminApi::default(), admin_auth(&settings)?));
+            .add_service(AdminServiceServer::with_interceptor(
+                AdminApi::new(pool.clone(), flags.clone()),
+                admin_auth(&settings)?,
+            ));
 
         let shutdown = stop.clone().cancelled_owned();
         let server = Box::pin(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown));
 
-        Ok(Application { local_addr, pool, stop, server, background })
+        Ok(Application { local_addr, pool, flags, stop, server, background })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -115,6 +125,11 @@ impl Application {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The process's flag resolver (the instance the services use).
+    pub fn flags(&self) -> &Flags {
+        &self.flags
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
