@@ -3,6 +3,7 @@
 //! pg_dump/pg_restore). One file per area; add a variant to [`Command`] and
 //! an arm to [`run`].
 
+mod check;
 mod health;
 
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ pub struct Cli {
 pub enum Command {
     /// Ask the health service whether bookingd (or one service) is serving.
     Health(health::HealthArgs),
+    // about and manual: on CheckArgs
+    Check(check::CheckArgs),
 }
 
 impl Cli {
@@ -45,5 +48,6 @@ impl Cli {
 pub async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match &cli.command {
         Command::Health(args) => health::run(&cli, args).await,
+        Command::Check(args) => check::run(&cli, args).await,
     }
 }

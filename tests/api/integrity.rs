@@ -578,10 +578,12 @@ async fn flag_state_warns_when_the_atomic_path_is_selected_but_not_deployed() {
     assert_status(&default, CheckStatus::Pass);
     assert!(default.message.contains("atomic") && default.message.contains("default"), "{}", default.message);
 
-    sqlx::query("insert into feature_flags (key, enabled, updated_by) values ('use_legacy_booking_service', false, 'test')")
-        .execute(&app.pool)
-        .await
-        .expect("flag row");
+    sqlx::query(
+        "insert into feature_flags (key, enabled, updated_by) values ('use_legacy_booking_service', false, 'test')",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("flag row");
     db::functions::rollback(&app.pool, "integrity-test", "flag_state check").await.expect("rollback");
     let degraded = run_check(&app, "flag_state").await;
 
@@ -611,10 +613,8 @@ async fn results_stream_as_each_check_finishes() {
     healthy_catalog(&app.pool).await;
     let lock = lock_table(&app.pool, "feature_flags").await;
 
-    let request = RunChecksRequest {
-        checks: vec!["flag_state".into(), "booking_reference_uniqueness".into()],
-        max_samples: 0,
-    };
+    let request =
+        RunChecksRequest { checks: vec!["flag_state".into(), "booking_reference_uniqueness".into()], max_samples: 0 };
     let mut stream = app.integrity().run_checks(request).await.expect("RunChecks").into_inner();
     let first = stream.message().await.expect("first item").expect("a first result");
 
@@ -751,4 +751,46 @@ async fn unknown_check_names_are_refused_before_any_work() {
         .expect_err("interval below a second");
     assert_eq!(too_fast.code(), Code::InvalidArgument);
     assert_eq!(too_fast.get_error_details().bad_request().expect("bad request").field_violations[0].field, "interval");
+}
+
+async fn bookingctl_check(app: &TestApp, extra: &[&str]) -> (Option<i32>, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bookingctl"))
+        .args(["--addr", &app.addr, "check"])
+        .args(extra)
+        .output()
+        .await
+        .expect("run bookingctl");
+    (output.status.code(), String::from_utf8(output.stdout).expect("utf-8 output"))
+}
+
+#[tokio::test]
+async fn bookingctl_check_prints_one_json_line_per_check_and_exits_non_zero_on_a_failure() {
+    let app = spawn_app().await;
+    let catalog = healthy_catalog(&app.pool).await;
+
+    let (healthy_code, healthy_output) = bookingctl_check(&app, &["--json"]).await;
+    assert_eq!(healthy_code, Some(0), "{healthy_output}");
+    let lines: Vec<Value> =
+        healthy_output.lines().map(|line| serde_json::from_str(line).expect("one JSON object per line")).collect();
+    assert_eq!(lines.len(), bookingd::integrity::CHECKS.len());
+    assert!(lines.iter().all(|line| line["status"] == "PASS"), "{healthy_output}");
+
+    sqlx::query("update tours set available_spots = available_spots + 1 where id = $1")
+        .bind(catalog.standalone_id)
+        .execute(&app.pool)
+        .await
+        .expect("drift");
+    let (failed_code, table) = bookingctl_check(&app, &["--check", "availability_consistency"]).await;
+
+    assert_eq!(failed_code, Some(1), "{table}");
+    let row = table.lines().find(|line| line.starts_with("availability_consistency")).expect("the check's row");
+    assert!(row.contains("FAIL"), "{table}");
+    assert!(table.contains(&catalog.standalone_id.to_string()), "the sample names the tour:\n{table}");
+
+    sqlx::query("update tours set available_spots = available_spots - 1 where id = $1")
+        .bind(catalog.standalone_id)
+        .execute(&app.pool)
+        .await
+        .expect("repair");
+    assert_healthy(&app.pool).await;
 }
