@@ -94,8 +94,9 @@ pub static CHECKS: &[Check] = &[
     },
     Check {
         name: "booking_reference_uniqueness",
-        description: "no booking_reference is used by more than one booking",
-        threshold: "0 duplicated references",
+        description: "no booking_reference is used by more than one booking (scans bookings only when no valid \
+                      unique index guarantees it)",
+        threshold: "0 duplicated references; WARN when no unique index enforces it",
         sql: include_str!("sql/booking_reference_uniqueness.sql"),
         requires: None,
         judge: judge_reference_uniqueness,
@@ -235,9 +236,12 @@ fn judge_schedule_id_capture(o: &Observation, _: &JudgeContext) -> Verdict {
 }
 
 fn judge_reference_uniqueness(o: &Observation, _: &JudgeContext) -> Verdict {
-    match o.violation_count {
-        0 => Verdict::pass("every booking_reference is unique"),
-        n => Verdict::fail(format!("{n} booking_reference value(s) are shared by more than one booking")),
+    match (o.violation_count, fact_bool(o, "unique_index").unwrap_or(false)) {
+        (0, true) => Verdict::pass("every booking_reference is unique (enforced by a valid unique index)"),
+        (0, false) => Verdict::warn(
+            "every booking_reference is unique, but no valid unique index on booking_reference enforces it",
+        ),
+        (n, _) => Verdict::fail(format!("{n} booking_reference value(s) are shared by more than one booking")),
     }
 }
 

@@ -278,7 +278,7 @@ async fn schedule_id_capture_passes_on_an_empty_window_and_fails_when_a_template
 }
 
 #[tokio::test]
-async fn booking_reference_uniqueness_fails_on_a_shared_reference() {
+async fn booking_reference_uniqueness_warns_without_its_constraint_and_fails_on_a_shared_reference() {
     let app = spawn_app().await;
     let catalog = healthy_catalog(&app.pool).await;
     assert_status(&run_check(&app, "booking_reference_uniqueness").await, CheckStatus::Pass);
@@ -290,6 +290,8 @@ async fn booking_reference_uniqueness_fails_on_a_shared_reference() {
         .execute(&app.pool)
         .await
         .expect("drop the constraint");
+    let unguarded = run_check(&app, "booking_reference_uniqueness").await;
+    assert_status(&unguarded, CheckStatus::Warn);
     let original: String = sqlx::query_scalar(
         "update bookings b set booking_reference = other.booking_reference
          from bookings other, (select booking_reference from bookings where id = $1) previous
@@ -317,6 +319,11 @@ async fn booking_reference_uniqueness_fails_on_a_shared_reference() {
         .execute(&app.pool)
         .await
         .expect("repair");
+    sqlx::query("alter table bookings add constraint bookings_booking_reference_key unique (booking_reference)")
+        .execute(&app.pool)
+        .await
+        .expect("restore the constraint");
+    assert_status(&run_check(&app, "booking_reference_uniqueness").await, CheckStatus::Pass);
     assert_healthy(&app.pool).await;
 }
 
