@@ -16,14 +16,19 @@ cd "$(dirname "$0")/.."
 sizes=("${@:-100000 1000000}")
 read -r -a sizes <<< "${sizes[*]}"
 cargo build --quiet --bin bookingd --bin bookingctl
-bookingd=target/debug/bookingd
-bookingctl=target/debug/bookingctl
+# Run from a copy with a neutral name: on a shared machine, a neighbour's
+# `pkill bookingd` must not take the measurement server down mid-run.
+work=$(mktemp -d /tmp/integrity-measure-bin-XXXXXX)
+cp target/debug/bookingd "$work/measured-server"
+cp target/debug/bookingctl "$work/ctl"
+bookingd="$work/measured-server"
+bookingctl="$work/ctl"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now_ms() { date +%s%3N; }
 
 for size in "${sizes[@]}"; do
-    dir=$(mktemp -d /tmp/bookingd-measure-XXXXXX)
+    dir=$(mktemp -d /tmp/integrity-measure-XXXXXX)
     chmod 755 "$dir" # the embedded server runs as nobody when we are root
     pg_port=$(free_port)
     grpc_port=$(free_port)
@@ -71,3 +76,4 @@ for size in "${sizes[@]}"; do
     rm -rf "$dir"
     trap - EXIT
 done
+rm -rf "$work"
