@@ -623,7 +623,15 @@ async fn results_stream_as_each_check_finishes() {
     let request =
         RunChecksRequest { checks: vec!["flag_state".into(), "booking_reference_uniqueness".into()], max_samples: 0 };
     let mut stream = app.integrity().run_checks(request).await.expect("RunChecks").into_inner();
-    let first = stream.message().await.expect("first item").expect("a first result");
+    wait_until("flag_state waits for the lock", Duration::from_secs(10), || async {
+        !check_sessions(&app.pool, true).await.is_empty()
+    })
+    .await;
+    let first = tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .expect("a result arrives while flag_state is still blocked")
+        .expect("first item")
+        .expect("a first result");
 
     assert_eq!(first.name, "booking_reference_uniqueness");
     assert_eq!(
