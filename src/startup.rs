@@ -17,6 +17,7 @@ use crate::{
     db::{self, DbSetupError},
     flags::Flags,
     grpc::{admin::AdminApi, auth::AdminAuth, booking::BookingApi, health::Health, integrity::IntegrityApi},
+    integrity::{IntegrityRunner, RunnerSettings},
     proto::{
         self,
         v1::{
@@ -103,7 +104,10 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(BookingServiceServer::new(BookingApi::default()))
-            .add_service(IntegrityServiceServer::new(IntegrityApi::default()))
+            .add_service(IntegrityServiceServer::new(IntegrityApi::new(
+                integrity_runner(&settings, &pool),
+                stop.clone(),
+            )))
             .add_service(AdminServiceServer::with_interceptor(
                 AdminApi::new(pool.clone(), flags.clone()),
                 admin_auth(&settings)?,
@@ -152,6 +156,18 @@ impl Application {
         pool.close().await;
         served.map_err(StartupError::from)
     }
+}
+
+fn integrity_runner(settings: &Settings, pool: &sqlx::PgPool) -> IntegrityRunner {
+    IntegrityRunner::new(
+        pool.clone(),
+        RunnerSettings {
+            statement_timeout: settings.check_statement_timeout(),
+            lock_timeout: settings.check_lock_timeout(),
+            concurrency: settings.check_concurrency,
+            legacy_pin: settings.use_legacy_booking_service,
+        },
+    )
 }
 
 /// Operator tokens from the settings: `--admin-token`, and/or the first line of

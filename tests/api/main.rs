@@ -4,3 +4,4 @@
 mod flags;
 mod foundation;
 mod helpers;
+mod integrity;
