@@ -15,7 +15,9 @@ use tonic::transport::Server;
 use crate::{
     config::Settings,
     db::{self, DbSetupError},
+    flags::Flags,
     grpc::{admin::AdminApi, auth::AdminAuth, booking::BookingApi, health::Health, integrity::IntegrityApi},
+    integrity::{IntegrityRunner, RunnerSettings},
     proto::{
         self,
         v1::{
@@ -47,6 +49,7 @@ type ServeFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Erro
 pub struct Application {
     local_addr: SocketAddr,
     pool: PgPool,
+    flags: Flags,
     stop: CancellationToken,
     server: ServeFuture,
     background: JoinSet<()>,
@@ -87,6 +90,11 @@ impl Application {
         }
         background.spawn(health.clone().watch_database(pool.clone(), settings.health_probe_interval(), stop.clone()));
 
+        // one resolver for the whole process: every service that asks for a
+        // flag must share its cache, so a SetFlag is seen by all at once
+        let flags = Flags::new(pool.clone(), settings.use_legacy_booking_service, settings.flag_cache_ttl());
+        background.spawn(flags.clone().listen(stop.clone()));
+
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -105,13 +113,19 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(BookingServiceServer::new(BookingApi::default()))
-            .add_service(IntegrityServiceServer::new(IntegrityApi::default()))
-            .add_service(AdminServiceServer::with_interceptor(AdminApi::default(), admin_auth(&settings)?));
+            .add_service(IntegrityServiceServer::new(IntegrityApi::new(
+                integrity_runner(&settings, &pool),
+                stop.clone(),
+            )))
+            .add_service(AdminServiceServer::with_interceptor(
+                AdminApi::new(pool.clone(), flags.clone()),
+                admin_auth(&settings)?,
+            ));
 
         let shutdown = stop.clone().cancelled_owned();
         let server = Box::pin(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown));
 
-        Ok(Application { local_addr, pool, stop, server, background })
+        Ok(Application { local_addr, pool, flags, stop, server, background })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -124,6 +138,11 @@ impl Application {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The process's flag resolver (the instance the services use).
+    pub fn flags(&self) -> &Flags {
+        &self.flags
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
@@ -146,6 +165,18 @@ impl Application {
         pool.close().await;
         served.map_err(StartupError::from)
     }
+}
+
+fn integrity_runner(settings: &Settings, pool: &sqlx::PgPool) -> IntegrityRunner {
+    IntegrityRunner::new(
+        pool.clone(),
+        RunnerSettings {
+            statement_timeout: settings.check_statement_timeout(),
+            lock_timeout: settings.check_lock_timeout(),
+            concurrency: settings.check_concurrency,
+            legacy_pin: settings.use_legacy_booking_service,
+        },
+    )
 }
 
 /// Operator tokens from the settings: `--admin-token`, and/or the first line of
