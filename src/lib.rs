@@ -9,11 +9,14 @@
 //! - [`embedded_pg`]: the private PostgreSQL of the default run and of tests.
 //! - [`db`]: pool, migrations, the deployable atomic-path functions, seed.
 //! - [`flags`]: feature flags (the booking-path kill switch); knows no bookings.
+//! - [`admin`]: operator tools (repair, clamp, pause/resume, deploy/rollback
+//!   of the atomic path, backups); audited, SQL of its own.
 //! - [`grpc`]: thin adapters from the generated services to the domains, and
 //!   the single domain-error → `tonic::Status` table.
 //! - [`telemetry`]: tracing subscriber and OpenTelemetry export.
 //! - [`proto`]: generated code for `booking.v1`.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod db;

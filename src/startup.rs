@@ -97,7 +97,7 @@ impl Application {
             .add_service(reflection)
             .add_service(BookingServiceServer::new(BookingApi::default()))
             .add_service(IntegrityServiceServer::new(IntegrityApi::default()))
-            .add_service(AdminServiceServer::with_interceptor(AdminApi::default(), admin_auth(&settings)?));
+            .add_service(AdminServiceServer::with_interceptor(AdminApi::new(pool.clone()), admin_auth(&settings)?));
 
         let shutdown = stop.clone().cancelled_owned();
         let server = Box::pin(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown));

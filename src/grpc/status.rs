@@ -7,6 +7,8 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
+use crate::admin::AdminError;
+
 /// `ErrorInfo.domain` of every error bookingd sends.
 pub const ERROR_DOMAIN: &str = "bookingd.booking.v1";
 
@@ -67,6 +69,58 @@ impl From<ApiError> for Status {
             details.set_bad_request(error.field_violations);
         }
         Status::with_error_details(error.code, error.message, details)
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(error: AdminError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            AdminError::ReasonRequired | AdminError::ReasonTooLong { .. } => {
+                ApiError::new(Code::InvalidArgument, "REASON_REQUIRED", &message).with_violation("reason", message)
+            }
+            AdminError::InvalidTourId { ref field, .. } => {
+                ApiError::new(Code::InvalidArgument, "INVALID_ARGUMENT", &message).with_violation(field, &message)
+            }
+            AdminError::InvalidPauseId { .. } => {
+                ApiError::new(Code::InvalidArgument, "INVALID_ARGUMENT", &message).with_violation("pause_id", message)
+            }
+            AdminError::UnknownTours(ref ids) => {
+                ApiError::new(Code::NotFound, "TOUR_NOT_FOUND", &message).with_metadata("tour_ids", join_ids(ids))
+            }
+            AdminError::UnknownPause(id) => {
+                ApiError::new(Code::NotFound, "PAUSE_NOT_FOUND", message).with_metadata("pause_id", id)
+            }
+            AdminError::PauseAlreadyResumed(id) => {
+                ApiError::new(Code::FailedPrecondition, "PAUSE_ALREADY_RESUMED", message).with_metadata("pause_id", id)
+            }
+            AdminError::ToursNotPaused { ref tours, .. } => {
+                ApiError::new(Code::FailedPrecondition, "TOUR_NOT_PAUSED", &message)
+                    .with_metadata("tour_ids", join_ids(tours))
+            }
+            AdminError::AlreadyPaused(ref ids) => {
+                ApiError::new(Code::FailedPrecondition, "TOUR_ALREADY_PAUSED", &message)
+                    .with_metadata("tour_ids", join_ids(ids))
+            }
+            AdminError::NothingToPause => ApiError::new(Code::FailedPrecondition, "NOTHING_TO_PAUSE", message),
+            AdminError::ToursBusy => ApiError::new(Code::Aborted, "TOURS_BUSY", message),
+            AdminError::Database { action, source } => database_error(action, &source),
+        }
+    }
+}
+
+fn join_ids(ids: &[uuid::Uuid]) -> String {
+    ids.iter().map(uuid::Uuid::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// A database failure: unreachable or timed out is retryable, anything else
+/// is internal (logged, never sent).
+fn database_error(action: &str, source: &sqlx::Error) -> ApiError {
+    match source {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            ApiError::unavailable(action, source)
+        }
+        _ => ApiError::internal(action, source),
     }
 }
 
