@@ -3,12 +3,21 @@
 //! pg_dump/pg_restore). One file per area; add a variant to [`Command`] and
 //! an arm to [`run`].
 
+mod admin;
+mod backup;
 mod health;
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use tonic::transport::{Channel, Endpoint};
+use secrecy::{ExposeSecret, SecretString};
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Channel, Endpoint},
+};
+
+use crate::proto::v1::admin_service_client::AdminServiceClient;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,12 +27,22 @@ use tonic::transport::{Channel, Endpoint};
     long_about = "Operate a bookingd server: health, the booking-path flag, integrity checks, repairs, \
                   maintenance pauses, database function deployment and backups.\n\n\
                   Every command talks to bookingd over gRPC (--addr); admin commands present the \
-                  operator token (--token or BOOKINGD_ADMIN_TOKEN)."
+                  operator token (--token or BOOKINGD_ADMIN_TOKEN, else --token-file, else \
+                  .bookingd/admin-token, which the embedded default run generates). Backups talk to \
+                  PostgreSQL directly with pg_dump and pg_restore."
 )]
 pub struct Cli {
     /// bookingd's gRPC address.
     #[arg(long, env = "BOOKINGD_ADDR", default_value = "http://127.0.0.1:50051", global = true)]
     pub addr: String,
+
+    /// Operator bearer token for admin commands.
+    #[arg(long, env = "BOOKINGD_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<SecretString>,
+
+    /// File holding the operator token (first line) [default: .bookingd/admin-token if it exists].
+    #[arg(long, env = "BOOKINGD_ADMIN_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -33,11 +52,69 @@ pub struct Cli {
 pub enum Command {
     /// Ask the health service whether bookingd (or one service) is serving.
     Health(health::HealthArgs),
+    Repair(admin::RepairArgs),
+    Clamp(admin::ClampArgs),
+    Pause(admin::PauseArgs),
+    Resume(admin::ResumeArgs),
+    Functions(admin::FunctionsArgs),
+    Backup(backup::BackupArgs),
 }
 
 impl Cli {
     pub async fn channel(&self) -> Result<Channel, Box<dyn std::error::Error>> {
         Ok(Endpoint::from_shared(self.addr.clone())?.connect().await?)
+    }
+
+    /// The operator token: --token / BOOKINGD_ADMIN_TOKEN, else the first
+    /// line of --token-file, else of `.bookingd/admin-token` when present.
+    pub fn operator_token(&self) -> Result<SecretString, Box<dyn std::error::Error>> {
+        if let Some(token) = &self.token {
+            return Ok(token.clone());
+        }
+        let default = PathBuf::from(DEFAULT_TOKEN_FILE);
+        let path = match &self.token_file {
+            Some(path) => path.clone(),
+            None if default.exists() => default,
+            None => {
+                return Err("admin commands need the operator token: --token, BOOKINGD_ADMIN_TOKEN or --token-file \
+                            (the embedded default writes .bookingd/admin-token)"
+                    .into());
+            }
+        };
+        let token = crate::admin::token::read_token_file(&path)
+            .map_err(|e| format!("cannot read the operator token from {}: {e}", path.display()))?;
+        Ok(SecretString::from(token))
+    }
+
+    /// An AdminService client presenting the operator token.
+    pub async fn admin_client(&self) -> Result<AdminClient, Box<dyn std::error::Error>> {
+        let bearer = OperatorBearer::new(&self.operator_token()?)?;
+        Ok(AdminServiceClient::with_interceptor(self.channel().await?, bearer))
+    }
+}
+
+const DEFAULT_TOKEN_FILE: &str = ".bookingd/admin-token";
+
+pub type AdminClient = AdminServiceClient<InterceptedService<Channel, OperatorBearer>>;
+
+/// Adds `authorization: Bearer <token>` (marked sensitive) to every call.
+#[derive(Clone)]
+pub struct OperatorBearer(MetadataValue<Ascii>);
+
+impl OperatorBearer {
+    fn new(token: &SecretString) -> Result<Self, Box<dyn std::error::Error>> {
+        let mut value: MetadataValue<Ascii> = format!("Bearer {}", token.expose_secret().trim())
+            .parse()
+            .map_err(|_| "the operator token must be printable ASCII")?;
+        value.set_sensitive(true);
+        Ok(OperatorBearer(value))
+    }
+}
+
+impl Interceptor for OperatorBearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
     }
 }
 
@@ -45,5 +122,11 @@ impl Cli {
 pub async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match &cli.command {
         Command::Health(args) => health::run(&cli, args).await,
+        Command::Repair(args) => admin::repair(&cli, args).await,
+        Command::Clamp(args) => admin::clamp(&cli, args).await,
+        Command::Pause(args) => admin::pause(&cli, args).await,
+        Command::Resume(args) => admin::resume(&cli, args).await,
+        Command::Functions(args) => admin::functions(&cli, args).await,
+        Command::Backup(args) => backup::run(args).await,
     }
 }
