@@ -1,5 +1,6 @@
 //! The one integration-test binary: every test starts the real server on an
 //! ephemeral port against its own fresh database.
 
+mod admin;
 mod foundation;
 mod helpers;
