@@ -2,5 +2,6 @@
 //! ephemeral port against its own fresh database.
 
 mod admin;
+mod backup;
 mod foundation;
 mod helpers;
