@@ -173,9 +173,7 @@ pub async fn pause(cli: &Cli, args: &PauseArgs) -> CliResult {
     let request = PauseBookingsRequest { tour_ids: args.tours.clone(), reason: args.reason.clone() };
     let response = cli.admin_client().await?.pause_bookings(request).await.map_err(describe)?.into_inner();
     println!("pause {}: {} tour(s) now in maintenance", response.pause_id, response.paused_tour_ids.len());
-    for id in &response.paused_tour_ids {
-        println!("  {id}");
-    }
+    print_ids(&response.paused_tour_ids);
     println!("\nresume with: bookingctl resume --pause-id {} --reason \"...\"", response.pause_id);
     Ok(ExitCode::SUCCESS)
 }
@@ -188,9 +186,7 @@ pub async fn resume(cli: &Cli, args: &ResumeArgs) -> CliResult {
     };
     let response = cli.admin_client().await?.resume_bookings(request).await.map_err(describe)?.into_inner();
     println!("{} tour(s) back in their prior status", response.resumed_tour_ids.len());
-    for id in &response.resumed_tour_ids {
-        println!("  {id}");
-    }
+    print_ids(&response.resumed_tour_ids);
     if !response.left_alone_tour_ids.is_empty() {
         println!(
             "{} tour(s) left alone (no longer in maintenance; changed by hand since the pause):",
@@ -222,6 +218,19 @@ pub async fn functions(cli: &Cli, args: &FunctionsArgs) -> CliResult {
     }
     Ok(if as_wanted { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
+
+/// Tour ids, one a line, the first [`LISTED_IDS`] of them (the audit trail
+/// has them all).
+fn print_ids(ids: &[String]) {
+    for id in ids.iter().take(LISTED_IDS) {
+        println!("  {id}");
+    }
+    if ids.len() > LISTED_IDS {
+        println!("  ... and {} more (all of them are in the audit log)", ids.len() - LISTED_IDS);
+    }
+}
+
+const LISTED_IDS: usize = 20;
 
 fn print_changes(changes: &[TourAvailabilityChange]) {
     if changes.is_empty() {
