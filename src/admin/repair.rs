@@ -1,22 +1,27 @@
 //! RepairAvailability: recompute `available_spots = max_capacity − live
 //! seats` for every (or the selected) tour.
 //!
-//! Applying is safe while bookings flow. The tours are locked first, in id
-//! order (every booking path locks one tour at a time, so a consistent order
-//! cannot deadlock with them), and the seats are summed in a later statement
-//! of the same transaction, whose fresh READ COMMITTED snapshot sees every
-//! booking that committed before the locks were granted. A booking that
-//! comes later waits on the tour lock and then applies its decrement on top
-//! of the repaired value; a cancellation whose booking update is still
-//! uncommitted is counted as live here and gives its seats back (relative
-//! increment) after we commit. Either way no update is lost.
+//! Applying is safe while bookings flow. A first statement, without locks,
+//! finds the drifted tours (one snapshot of tours and bookings: a tour that
+//! is consistent in it stays consistent under correct bookings, so only the
+//! drifted ones need work, and the scan of every booking blocks nobody).
+//! Those tours are then locked, in id order (every booking path locks one
+//! tour at a time, so a consistent order cannot deadlock with them), and
+//! their seats are summed again in a later statement of the same
+//! transaction, whose fresh READ COMMITTED snapshot sees every booking that
+//! committed before the locks were granted. A booking that comes later
+//! waits on the tour lock and then applies its decrement on top of the
+//! repaired value; a cancellation whose booking update is still uncommitted
+//! is counted as live here and gives its seats back (relative increment)
+//! after we commit. Either way no update is lost.
 //!
 //! Overbooked tours (live seats above capacity) cannot be made consistent:
 //! the schema forbids negative availability. They are set to 0 (nothing more
 //! can be sold, the safe direction) and an `overbooked_tours` incident lists
 //! them with their numbers, in the same transaction, for a human to resolve
-//! by moving or cancelling bookings. A dry run reports the same changes and
-//! writes only its audit row.
+//! by moving or cancelling bookings (once: a later run finds the tour at 0
+//! already and only reports it as still overbooked). A dry run reports the
+//! same changes and writes only its audit row.
 
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
@@ -94,24 +99,38 @@ pub async fn repair_availability(
         _ => Some(Reason::parse(&request.reason)?),
     };
     let mut tx = pool.begin().await.context("starting the repair transaction")?;
+    // a first pass without locks finds the drifted tours; only those are
+    // locked and recomputed (a tour consistent in one snapshot stays
+    // consistent under correct bookings), so the full scan blocks nobody
+    let snapshot = live_seats(&mut tx, &tour_ids).await?;
+    check_all_found(&tour_ids, &snapshot)?;
+    let tours_examined = snapshot.len();
     let rows = if request.apply {
-        set_lock_timeout(&mut tx).await?;
-        lock_tours(&mut tx, &tour_ids).await?;
-        live_seats(&mut tx, &tour_ids).await?
+        let drifted: Vec<Uuid> =
+            snapshot.iter().filter(|row| row.change().is_some() || row.overbooked()).map(|row| row.id).collect();
+        if drifted.is_empty() {
+            Vec::new()
+        } else {
+            set_lock_timeout(&mut tx).await?;
+            lock_tours(&mut tx, &drifted).await?;
+            live_seats(&mut tx, &drifted).await?
+        }
     } else {
-        live_seats(&mut tx, &tour_ids).await?
+        snapshot
     };
-    check_all_found(&tour_ids, &rows)?;
 
     let changes: Vec<TourChange> = rows.iter().filter_map(LiveSeatsRow::change).collect();
-    let overbooked: Vec<&LiveSeatsRow> = rows.iter().filter(|row| row.overbooked()).collect();
-    let overbooked_ids: Vec<Uuid> = overbooked.iter().map(|row| row.id).collect();
+    let overbooked_ids: Vec<Uuid> = rows.iter().filter(|row| row.overbooked()).map(|row| row.id).collect();
 
     let mut incident_id = None;
     if request.apply {
         write_changes(&mut tx, &changes).await?;
-        if !overbooked.is_empty() {
-            incident_id = Some(record_overbooked(&mut tx, &overbooked, actor, reason.as_ref()).await?);
+        // an incident for the overbooked tours this run changed; one already
+        // at 0 was recorded by the run that set it there
+        let newly_overbooked: Vec<&LiveSeatsRow> =
+            rows.iter().filter(|row| row.overbooked() && row.change().is_some()).collect();
+        if !newly_overbooked.is_empty() {
+            incident_id = Some(record_overbooked(&mut tx, &newly_overbooked, actor, reason.as_ref()).await?);
         }
     }
     let action = if request.apply { "availability_repaired" } else { "availability_repair_previewed" };
@@ -123,7 +142,7 @@ pub async fn repair_availability(
         None,
         json!({
             "reason": reason.as_ref().map(Reason::as_str),
-            "tours_examined": rows.len(),
+            "tours_examined": tours_examined,
             "selected_tours": tour_ids,
             "changes": changes.iter().map(|c| json!({
                 "tour_id": c.tour_id,
@@ -142,13 +161,7 @@ pub async fn repair_availability(
     if request.apply {
         tracing::info!(changed = changes.len(), overbooked = overbooked_ids.len(), "availability repaired");
     }
-    Ok(RepairOutcome {
-        changes,
-        applied: request.apply,
-        tours_examined: rows.len(),
-        overbooked: overbooked_ids,
-        incident_id,
-    })
+    Ok(RepairOutcome { changes, applied: request.apply, tours_examined, overbooked: overbooked_ids, incident_id })
 }
 
 /// `set local`: the timeout ends with the transaction.
