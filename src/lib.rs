@@ -11,11 +11,14 @@
 //! - [`flags`]: feature flags (the booking-path kill switch); knows no bookings.
 //! - [`integrity`]: the runbook's monitors as checks, run in read-only
 //!   snapshots and streamed as they finish.
+//! - [`admin`]: operator tools (repair, clamp, pause/resume, deploy/rollback
+//!   of the atomic path, backups); audited, SQL of its own.
 //! - [`grpc`]: thin adapters from the generated services to the domains, and
 //!   the single domain-error → `tonic::Status` table.
 //! - [`telemetry`]: tracing subscriber and OpenTelemetry export.
 //! - [`proto`]: generated code for `booking.v1`.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod db;

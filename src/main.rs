@@ -56,6 +56,13 @@ async fn run(settings: &mut Settings) -> Result<(), Box<dyn std::error::Error>> 
         settings.database_url = Some(SecretString::from(server.url("postgres")));
         settings.seed_demo.get_or_insert(true);
         embedded = Some(server);
+        if settings.admin_token.is_none() && settings.admin_token_file.is_none() {
+            let (path, created) = bookingd::admin::token::ensure_token_file(&settings.data_dir)
+                .map_err(|e| format!("cannot create the admin token in {}: {e}", settings.data_dir.display()))?;
+            // the location only: the token itself never goes to a log
+            tracing::info!(path = %path.display(), created, "operator token for admin calls (bookingctl reads it from there)");
+            settings.admin_token_file = Some(path);
+        }
     }
 
     let app = Application::build(settings.clone()).await?;

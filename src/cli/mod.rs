@@ -3,11 +3,13 @@
 //! pg_dump/pg_restore). One file per area; add a variant to [`Command`] and
 //! an arm to [`run`].
 
+mod admin;
+mod backup;
 mod check;
 mod flag;
 mod health;
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
@@ -27,7 +29,9 @@ use crate::proto::v1::admin_service_client::AdminServiceClient;
     long_about = "Operate a bookingd server: health, the booking-path flag, integrity checks, repairs, \
                   maintenance pauses, database function deployment and backups.\n\n\
                   Every command talks to bookingd over gRPC (--addr); admin commands present the \
-                  operator token (--token or BOOKINGD_ADMIN_TOKEN)."
+                  operator token (--token or BOOKINGD_ADMIN_TOKEN, else --token-file, else \
+                  .bookingd/admin-token, which the embedded default run generates). Backups talk to \
+                  PostgreSQL directly with pg_dump and pg_restore."
 )]
 pub struct Cli {
     /// bookingd's gRPC address.
@@ -37,6 +41,10 @@ pub struct Cli {
     /// Operator bearer token for admin commands.
     #[arg(long, env = "BOOKINGD_ADMIN_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<SecretString>,
+
+    /// File holding the operator token (first line) [default: .bookingd/admin-token if it exists].
+    #[arg(long, env = "BOOKINGD_ADMIN_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -50,6 +58,12 @@ pub enum Command {
     Flag(flag::FlagArgs),
     // about and manual: on CheckArgs
     Check(check::CheckArgs),
+    Repair(admin::RepairArgs),
+    Clamp(admin::ClampArgs),
+    Pause(admin::PauseArgs),
+    Resume(admin::ResumeArgs),
+    Functions(admin::FunctionsArgs),
+    Backup(backup::BackupArgs),
 }
 
 impl Cli {
@@ -57,24 +71,53 @@ impl Cli {
         Ok(Endpoint::from_shared(self.addr.clone())?.connect().await?)
     }
 
-    /// AdminService client presenting the operator token.
+    /// The operator token: --token / BOOKINGD_ADMIN_TOKEN, else the first
+    /// line of --token-file, else of `.bookingd/admin-token` when present.
+    pub fn operator_token(&self) -> Result<SecretString, Box<dyn std::error::Error>> {
+        if let Some(token) = &self.token {
+            return Ok(token.clone());
+        }
+        let default = PathBuf::from(DEFAULT_TOKEN_FILE);
+        let path = match &self.token_file {
+            Some(path) => path.clone(),
+            None if default.exists() => default,
+            None => {
+                return Err("admin commands need the operator token: --token, BOOKINGD_ADMIN_TOKEN or --token-file \
+                            (the embedded default writes .bookingd/admin-token)"
+                    .into());
+            }
+        };
+        let token = crate::admin::token::read_token_file(&path)
+            .map_err(|e| format!("cannot read the operator token from {}: {e}", path.display()))?;
+        Ok(SecretString::from(token))
+    }
+
+    /// An AdminService client presenting the operator token.
     pub async fn admin_client(&self) -> Result<AdminClient, Box<dyn std::error::Error>> {
-        let token =
-            self.token.as_ref().ok_or("admin commands need the operator token: --token or BOOKINGD_ADMIN_TOKEN")?;
-        let header: MetadataValue<Ascii> = format!("Bearer {}", token.expose_secret().trim())
-            .parse()
-            .map_err(|_| "the operator token must be printable ASCII")?;
-        Ok(AdminServiceClient::with_interceptor(self.channel().await?, BearerToken(header)))
+        let bearer = OperatorBearer::new(&self.operator_token()?)?;
+        Ok(AdminServiceClient::with_interceptor(self.channel().await?, bearer))
     }
 }
 
-pub type AdminClient = AdminServiceClient<InterceptedService<Channel, BearerToken>>;
+const DEFAULT_TOKEN_FILE: &str = ".bookingd/admin-token";
 
-/// Adds `authorization: Bearer <token>` to every admin request.
+pub type AdminClient = AdminServiceClient<InterceptedService<Channel, OperatorBearer>>;
+
+/// Adds `authorization: Bearer <token>` (marked sensitive) to every call.
 #[derive(Clone)]
-pub struct BearerToken(MetadataValue<Ascii>);
+pub struct OperatorBearer(MetadataValue<Ascii>);
 
-impl Interceptor for BearerToken {
+impl OperatorBearer {
+    fn new(token: &SecretString) -> Result<Self, Box<dyn std::error::Error>> {
+        let mut value: MetadataValue<Ascii> = format!("Bearer {}", token.expose_secret().trim())
+            .parse()
+            .map_err(|_| "the operator token must be printable ASCII")?;
+        value.set_sensitive(true);
+        Ok(OperatorBearer(value))
+    }
+}
+
+impl Interceptor for OperatorBearer {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         request.metadata_mut().insert("authorization", self.0.clone());
         Ok(request)
@@ -87,5 +130,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Health(args) => health::run(&cli, args).await,
         Command::Flag(args) => flag::run(&cli, args).await,
         Command::Check(args) => check::run(&cli, args).await,
+        Command::Repair(args) => admin::repair(&cli, args).await,
+        Command::Clamp(args) => admin::clamp(&cli, args).await,
+        Command::Pause(args) => admin::pause(&cli, args).await,
+        Command::Resume(args) => admin::resume(&cli, args).await,
+        Command::Functions(args) => admin::functions(&cli, args).await,
+        Command::Backup(args) => backup::run(args).await,
     }
 }

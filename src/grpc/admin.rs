@@ -1,21 +1,25 @@
-//! `booking.v1.AdminService` adapter.
+//! `booking.v1.AdminService` adapter. The interceptor in [`super::auth`]
+//! has already authenticated the operator; handlers pass their identity to
+//! the domain for the audit trail.
 
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
 use crate::{
+    admin::{self, TourChange, functions::DeploymentCheck as DomainCheck},
     flags::Flags,
     grpc::{
         auth::operator,
         flags::{atomic_path, changes_response, flag_response, key_or_default},
-        status::{ApiError, not_built},
+        status::ApiError,
     },
     proto::v1::{
         ClampNegativeAvailabilityRequest, ClampNegativeAvailabilityResponse, DeployFunctionsRequest,
-        DeployFunctionsResponse, GetFlagRequest, GetFlagResponse, ListFlagChangesRequest, ListFlagChangesResponse,
-        PauseBookingsRequest, PauseBookingsResponse, RepairAvailabilityRequest, RepairAvailabilityResponse,
-        ResumeBookingsRequest, ResumeBookingsResponse, RollbackFunctionsRequest, RollbackFunctionsResponse,
-        SetFlagRequest, SetFlagResponse, admin_service_server::AdminService,
+        DeployFunctionsResponse, DeploymentCheck, GetFlagRequest, GetFlagResponse, ListFlagChangesRequest,
+        ListFlagChangesResponse, PauseBookingsRequest, PauseBookingsResponse, RepairAvailabilityRequest,
+        RepairAvailabilityResponse, ResumeBookingsRequest, ResumeBookingsResponse, RollbackFunctionsRequest,
+        RollbackFunctionsResponse, SetFlagRequest, SetFlagResponse, TourAvailabilityChange,
+        admin_service_server::AdminService,
     },
 };
 
@@ -29,6 +33,25 @@ impl AdminApi {
     pub fn new(pool: PgPool, flags: Flags) -> Self {
         AdminApi { pool, flags }
     }
+}
+
+fn tour_change(change: TourChange) -> TourAvailabilityChange {
+    TourAvailabilityChange {
+        tour_id: change.tour_id.to_string(),
+        tour_name: change.tour_name,
+        max_capacity: change.max_capacity,
+        available_spots_before: change.available_spots_before,
+        available_spots_after: change.available_spots_after,
+        live_seats: change.live_seats,
+    }
+}
+
+fn deployment_check(check: DomainCheck) -> DeploymentCheck {
+    DeploymentCheck { name: check.name.to_owned(), passed: check.passed, detail: check.detail.to_owned() }
+}
+
+fn to_strings(ids: Vec<uuid::Uuid>) -> Vec<String> {
+    ids.into_iter().map(|id| id.to_string()).collect()
 }
 
 #[tonic::async_trait]
@@ -62,43 +85,88 @@ impl AdminService for AdminApi {
 
     async fn repair_availability(
         &self,
-        _request: Request<RepairAvailabilityRequest>,
+        request: Request<RepairAvailabilityRequest>,
     ) -> Result<Response<RepairAvailabilityResponse>, Status> {
-        Err(not_built("RepairAvailability"))
+        let actor = operator(&request);
+        let RepairAvailabilityRequest { apply, tour_ids, reason } = request.into_inner();
+        let outcome = admin::repair::repair_availability(
+            &self.pool,
+            &actor,
+            admin::repair::RepairRequest { apply, tour_ids, reason },
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(Response::new(RepairAvailabilityResponse {
+            changes: outcome.changes.into_iter().map(tour_change).collect(),
+            applied: outcome.applied,
+            tours_examined: i32::try_from(outcome.tours_examined).unwrap_or(i32::MAX),
+            overbooked_tour_ids: to_strings(outcome.overbooked),
+            incident_id: outcome.incident_id.unwrap_or(0),
+        }))
     }
 
     async fn clamp_negative_availability(
         &self,
-        _request: Request<ClampNegativeAvailabilityRequest>,
+        request: Request<ClampNegativeAvailabilityRequest>,
     ) -> Result<Response<ClampNegativeAvailabilityResponse>, Status> {
-        Err(not_built("ClampNegativeAvailability"))
+        let actor = operator(&request);
+        let outcome = admin::clamp::clamp_negative_availability(&self.pool, &actor, &request.into_inner().reason)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(ClampNegativeAvailabilityResponse {
+            changes: outcome.changes.into_iter().map(tour_change).collect(),
+            incident_id: outcome.incident_id.unwrap_or(0),
+        }))
     }
 
     async fn pause_bookings(
         &self,
-        _request: Request<PauseBookingsRequest>,
+        request: Request<PauseBookingsRequest>,
     ) -> Result<Response<PauseBookingsResponse>, Status> {
-        Err(not_built("PauseBookings"))
+        let actor = operator(&request);
+        let PauseBookingsRequest { tour_ids, reason } = request.into_inner();
+        let pause =
+            admin::pause::pause_bookings(&self.pool, &actor, &tour_ids, &reason).await.map_err(ApiError::from)?;
+        Ok(Response::new(PauseBookingsResponse {
+            pause_id: pause.pause_id.to_string(),
+            paused_tour_ids: to_strings(pause.tour_ids),
+        }))
     }
 
     async fn resume_bookings(
         &self,
-        _request: Request<ResumeBookingsRequest>,
+        request: Request<ResumeBookingsRequest>,
     ) -> Result<Response<ResumeBookingsResponse>, Status> {
-        Err(not_built("ResumeBookings"))
+        let actor = operator(&request);
+        let ResumeBookingsRequest { pause_id, tour_ids, reason } = request.into_inner();
+        let resumed = admin::pause::resume_bookings(&self.pool, &actor, &pause_id, &tour_ids, &reason)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(ResumeBookingsResponse {
+            resumed_tour_ids: to_strings(resumed.tour_ids),
+            left_alone_tour_ids: to_strings(resumed.left_alone),
+        }))
     }
 
     async fn deploy_functions(
         &self,
-        _request: Request<DeployFunctionsRequest>,
+        request: Request<DeployFunctionsRequest>,
     ) -> Result<Response<DeployFunctionsResponse>, Status> {
-        Err(not_built("DeployFunctions"))
+        let actor = operator(&request);
+        let checks = admin::functions::deploy_functions(&self.pool, &actor, &request.into_inner().reason)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(DeployFunctionsResponse { checks: checks.into_iter().map(deployment_check).collect() }))
     }
 
     async fn rollback_functions(
         &self,
-        _request: Request<RollbackFunctionsRequest>,
+        request: Request<RollbackFunctionsRequest>,
     ) -> Result<Response<RollbackFunctionsResponse>, Status> {
-        Err(not_built("RollbackFunctions"))
+        let actor = operator(&request);
+        let checks = admin::functions::rollback_functions(&self.pool, &actor, &request.into_inner().reason)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(RollbackFunctionsResponse { checks: checks.into_iter().map(deployment_check).collect() }))
     }
 }

@@ -7,6 +7,7 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
+use crate::admin::AdminError;
 use crate::flags::FlagError;
 
 /// `ErrorInfo.domain` of every error bookingd sends.
@@ -96,6 +97,43 @@ impl From<FlagError> for ApiError {
     }
 }
 
+impl From<AdminError> for ApiError {
+    fn from(error: AdminError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            AdminError::ReasonRequired | AdminError::ReasonTooLong { .. } => {
+                ApiError::new(Code::InvalidArgument, "REASON_REQUIRED", &message).with_violation("reason", message)
+            }
+            AdminError::InvalidTourId { ref field, .. } => {
+                ApiError::new(Code::InvalidArgument, "INVALID_ARGUMENT", &message).with_violation(field, &message)
+            }
+            AdminError::InvalidPauseId { .. } => {
+                ApiError::new(Code::InvalidArgument, "INVALID_ARGUMENT", &message).with_violation("pause_id", message)
+            }
+            AdminError::UnknownTours(ref ids) => {
+                ApiError::new(Code::NotFound, "TOUR_NOT_FOUND", &message).with_metadata("tour_ids", join_ids(ids))
+            }
+            AdminError::UnknownPause(id) => {
+                ApiError::new(Code::NotFound, "PAUSE_NOT_FOUND", message).with_metadata("pause_id", id)
+            }
+            AdminError::PauseAlreadyResumed(id) => {
+                ApiError::new(Code::FailedPrecondition, "PAUSE_ALREADY_RESUMED", message).with_metadata("pause_id", id)
+            }
+            AdminError::ToursNotPaused { ref tours, .. } => {
+                ApiError::new(Code::FailedPrecondition, "TOUR_NOT_PAUSED", &message)
+                    .with_metadata("tour_ids", join_ids(tours))
+            }
+            AdminError::AlreadyPaused(ref ids) => {
+                ApiError::new(Code::FailedPrecondition, "TOUR_ALREADY_PAUSED", &message)
+                    .with_metadata("tour_ids", join_ids(ids))
+            }
+            AdminError::NothingToPause => ApiError::new(Code::FailedPrecondition, "NOTHING_TO_PAUSE", message),
+            AdminError::ToursBusy => ApiError::new(Code::Aborted, "TOURS_BUSY", message),
+            AdminError::Database { action, source } => database_error(action, &source),
+        }
+    }
+}
+
 impl From<crate::integrity::IntegrityError> for ApiError {
     fn from(error: crate::integrity::IntegrityError) -> Self {
         use crate::integrity::IntegrityError;
@@ -113,6 +151,21 @@ impl From<crate::integrity::IntegrityError> for ApiError {
             IntegrityError::NegativeSampleLimit { .. } => ApiError::invalid_field("max_samples", error.to_string()),
             IntegrityError::IntervalTooShort { .. } => ApiError::invalid_field("interval", error.to_string()),
         }
+    }
+}
+
+fn join_ids(ids: &[uuid::Uuid]) -> String {
+    ids.iter().map(uuid::Uuid::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// A database failure: unreachable or timed out is retryable, anything else
+/// is internal (logged, never sent).
+fn database_error(action: &str, source: &sqlx::Error) -> ApiError {
+    match source {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            ApiError::unavailable(action, source)
+        }
+        _ => ApiError::internal(action, source),
     }
 }
 

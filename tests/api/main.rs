@@ -1,6 +1,8 @@
 //! The one integration-test binary: every test starts the real server on an
 //! ephemeral port against its own fresh database.
 
+mod admin;
+mod backup;
 mod flags;
 mod foundation;
 mod helpers;

@@ -1,0 +1,93 @@
+//! What can go wrong with an operator action, named for the operator's
+//! problem. Mapped to `tonic::Status` in `grpc/status.rs`.
+
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// Actions that change something must say why: the reason goes into the
+    /// audit trail.
+    #[error("a reason is required for this action")]
+    ReasonRequired,
+    #[error("reason is too long ({length} characters, at most {max})")]
+    ReasonTooLong { length: usize, max: usize },
+    #[error("{field}: {value:?} is not a tour id (a UUID)")]
+    InvalidTourId { field: String, value: String },
+    #[error("pause_id: {value:?} is not a pause id (a UUID)")]
+    InvalidPauseId { value: String },
+    #[error("no such tour: {}", join(.0))]
+    UnknownTours(Vec<Uuid>),
+    /// The tours already have an open pause (someone reactivated them by hand
+    /// since): resume that pause first, so its prior statuses are not lost.
+    #[error("tours already have an open pause, resume it first: {}", join(.0))]
+    AlreadyPaused(Vec<Uuid>),
+    #[error("no active tour to pause")]
+    NothingToPause,
+    #[error("no such pause: {0}")]
+    UnknownPause(Uuid),
+    #[error("pause {0} has already been resumed")]
+    PauseAlreadyResumed(Uuid),
+    #[error("tours are not in an open pause{}: {}", .pause_id.map(|p| format!(" {p}")).unwrap_or_default(), join(.tours))]
+    ToursNotPaused { pause_id: Option<Uuid>, tours: Vec<Uuid> },
+    /// Tour rows stayed locked by other transactions past the lock timeout.
+    #[error("tours are busy (locked by other transactions); try again")]
+    ToursBusy,
+    #[error("database error while {action}: {source}")]
+    Database { action: &'static str, source: sqlx::Error },
+}
+
+fn join(ids: &[Uuid]) -> String {
+    ids.iter().map(Uuid::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// Adds what we were doing to a database error, so the log tells the story.
+pub(crate) trait DbContext<T> {
+    fn context(self, action: &'static str) -> Result<T, AdminError>;
+}
+
+impl<T> DbContext<T> for Result<T, sqlx::Error> {
+    fn context(self, action: &'static str) -> Result<T, AdminError> {
+        self.map_err(|source| AdminError::Database { action, source })
+    }
+}
+
+/// What can go wrong with a backup, a verification or a restore (bookingctl
+/// only; never sent over gRPC).
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{tool} not found (looked in {searched}); install the PostgreSQL client tools or pass --pg-bin-dir")]
+    ToolMissing { tool: &'static str, searched: String },
+    #[error("{tool} failed ({status}): {stderr}")]
+    ToolFailed { tool: &'static str, status: String, stderr: String },
+    #[error("{path} already exists; choose another --out")]
+    OutputExists { path: String },
+    #[error("io error while {action} ({path}): {source}")]
+    Io { action: &'static str, path: String, source: std::io::Error },
+    #[error("{path} is not a backup manifest: {reason}")]
+    ManifestUnreadable { path: String, reason: String },
+    #[error("{file} is damaged: sha-256 {actual}, the manifest says {expected}")]
+    FileCorrupt { file: String, expected: String, actual: String },
+    #[error("{file} has no data for table {table}")]
+    TableDataMissing { file: String, table: String },
+    #[error("invalid database url: {0}")]
+    BadUrl(String),
+    #[error(
+        "the target database is not empty ({relations} tables, views or sequences); restore into an empty database or pass --force to replace them"
+    )]
+    TargetNotEmpty { relations: i64 },
+    #[error("cannot start a scratch PostgreSQL for verification: {0}")]
+    ScratchServer(String),
+    #[error("database error while {action}: {source}")]
+    Database { action: &'static str, source: sqlx::Error },
+}
+
+impl BackupError {
+    pub(crate) fn io(action: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BackupError {
+        let path = path.display().to_string();
+        move |source| BackupError::Io { action, path, source }
+    }
+
+    pub(crate) fn db(action: &'static str) -> impl FnOnce(sqlx::Error) -> BackupError {
+        move |source| BackupError::Database { action, source }
+    }
+}

@@ -1,0 +1,110 @@
+//! Operator tools: repair availability from bookings, clamp negative
+//! availability, pause and resume bookings, deploy and roll back the
+//! atomic-path functions, backups, and the embedded default's admin token.
+//!
+//! Every action that writes takes the operator's identity and a [`Reason`]
+//! and records one `audit_logs` row in the same transaction as its change, so
+//! the audit trail never claims a change that was rolled back (nor misses one
+//! that was not). Audit details hold ids, counts and the reason, never
+//! personal data.
+
+mod audit;
+pub mod backup;
+pub mod clamp;
+pub mod error;
+pub mod functions;
+pub mod pause;
+pub mod repair;
+pub mod token;
+
+use uuid::Uuid;
+
+pub use error::AdminError;
+
+/// Longest reason kept in the audit trail.
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// Why an operator acts: required, trimmed, bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason(String);
+
+impl Reason {
+    pub fn parse(raw: &str) -> Result<Self, AdminError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(AdminError::ReasonRequired);
+        }
+        let length = trimmed.chars().count();
+        if length > MAX_REASON_CHARS {
+            return Err(AdminError::ReasonTooLong { length, max: MAX_REASON_CHARS });
+        }
+        Ok(Reason(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Parses a request's tour ids (field name `field`), sorted and without
+/// duplicates. Empty means "every tour" to the callers that allow it.
+pub fn parse_tour_ids(raw: &[String], field: &str) -> Result<Vec<Uuid>, AdminError> {
+    let mut ids = Vec::with_capacity(raw.len());
+    for (index, value) in raw.iter().enumerate() {
+        let id = Uuid::parse_str(value.trim())
+            .map_err(|_| AdminError::InvalidTourId { field: format!("{field}[{index}]"), value: value.clone() })?;
+        ids.push(id);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// `None` for "every tour", as the SQL's `$1::uuid[] is null` expects.
+fn selection(ids: &[Uuid]) -> Option<&[Uuid]> {
+    (!ids.is_empty()).then_some(ids)
+}
+
+/// One tour's availability before and after an operator action.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TourChange {
+    pub tour_id: Uuid,
+    pub tour_name: String,
+    pub max_capacity: i32,
+    /// Seats held by pending and confirmed bookings.
+    pub live_seats: i64,
+    pub available_spots_before: i32,
+    pub available_spots_after: i32,
+}
+
+/// Span of one database call, by the tracing convention (`db.query`, no
+/// parameter values).
+fn db_span(operation: &'static str) -> tracing::Span {
+    tracing::info_span!("db.query", db.system = "postgresql", db.operation.name = operation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_trimmed_and_required() {
+        assert_eq!(Reason::parse("  nightly repair ").expect("valid").as_str(), "nightly repair");
+        assert!(matches!(Reason::parse("   "), Err(AdminError::ReasonRequired)));
+        assert!(matches!(Reason::parse(&"x".repeat(501)), Err(AdminError::ReasonTooLong { length: 501, .. })));
+    }
+
+    #[test]
+    fn tour_ids_are_parsed_sorted_and_deduplicated_and_bad_ones_name_their_field() {
+        let a = "00000000-0000-0000-0000-000000000002".to_owned();
+        let b = "00000000-0000-0000-0000-000000000001".to_owned();
+        let ids = parse_tour_ids(&[a.clone(), b.clone(), a], "tour_ids").expect("valid");
+        assert_eq!(
+            ids.iter().map(Uuid::to_string).collect::<Vec<_>>(),
+            [b.clone(), "00000000-0000-0000-0000-000000000002".to_owned()]
+        );
+
+        let error = parse_tour_ids(&[b, "nope".to_owned()], "tour_ids").expect_err("invalid");
+        assert!(matches!(error, AdminError::InvalidTourId { ref field, .. } if field == "tour_ids[1]"), "{error:?}");
+    }
+}
