@@ -8,12 +8,14 @@
 //!   returns a handle that knows its port.
 //! - [`embedded_pg`]: the private PostgreSQL of the default run and of tests.
 //! - [`db`]: pool, migrations, the deployable atomic-path functions, seed.
+//! - [`booking`]: bookings, both code paths, holds, journeys; the seat invariant.
 //! - [`flags`]: feature flags (the booking-path kill switch); knows no bookings.
 //! - [`grpc`]: thin adapters from the generated services to the domains, and
 //!   the single domain-error → `tonic::Status` table.
 //! - [`telemetry`]: tracing subscriber and OpenTelemetry export.
 //! - [`proto`]: generated code for `booking.v1`.
 
+pub mod booking;
 pub mod cli;
 pub mod config;
 pub mod db;
