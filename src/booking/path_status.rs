@@ -8,7 +8,10 @@
 //! status into the health service; GetFlag reads it through
 //! [`AtomicPathStatus::current`].
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -26,6 +29,8 @@ pub struct AtomicPathState {
     /// Why it is unavailable (log-safe), or what brought it back.
     pub detail: String,
     pub since: DateTime<Utc>,
+    /// Monotonic twin of `since`, to refuse observations older than the state.
+    changed_at: Instant,
 }
 
 /// Shared handle; cheap to clone.
@@ -47,6 +52,7 @@ impl AtomicPathStatus {
             available: true,
             detail: "assumed available at start".to_owned(),
             since: Utc::now(),
+            changed_at: Instant::now(),
         });
         AtomicPathStatus { sender: Arc::new(sender) }
     }
@@ -64,27 +70,34 @@ impl AtomicPathStatus {
         self.sender.subscribe()
     }
 
-    /// Sets availability; true only for the caller that made the transition.
-    fn transition(&self, available: bool, detail: &str) -> bool {
+    /// Sets availability from an observation that started at `observed_at`;
+    /// true only for the caller that made the transition. An observation
+    /// older than the last change is stale and ignored: a probe that read
+    /// the catalogs just before a rollback committed must not undo the
+    /// "unavailable" a failed call reported after it (and vice versa), or
+    /// the status would flap and audit each flap.
+    fn transition(&self, available: bool, detail: &str, observed_at: Instant) -> bool {
         self.sender.send_if_modified(|state| {
-            if state.available == available {
+            if state.available == available || observed_at < state.changed_at {
                 return false;
             }
-            *state = AtomicPathState { available, detail: detail.to_owned(), since: Utc::now() };
+            *state =
+                AtomicPathState { available, detail: detail.to_owned(), since: Utc::now(), changed_at: Instant::now() };
             true
         })
     }
 
-    /// Marks the path unavailable; the one caller that flips it logs and audits.
-    pub async fn mark_unavailable(&self, pool: &PgPool, detail: &str) {
-        if self.transition(false, detail) {
+    /// Marks the path unavailable; the one caller that flips it logs and
+    /// audits. `observed_at`: when the failing call started.
+    pub async fn mark_unavailable(&self, pool: &PgPool, detail: &str, observed_at: Instant) {
+        if self.transition(false, detail, observed_at) {
             tracing::error!(detail, "atomic booking path unavailable, serving bookings through the legacy path");
             store::record_atomic_path_transition(pool, "atomic_path_unavailable", detail).await;
         }
     }
 
-    pub async fn mark_available(&self, pool: &PgPool, detail: &str) {
-        if self.transition(true, detail) {
+    pub async fn mark_available(&self, pool: &PgPool, detail: &str, observed_at: Instant) {
+        if self.transition(true, detail, observed_at) {
             tracing::info!(detail, "atomic booking path available again");
             store::record_atomic_path_transition(pool, "atomic_path_restored", detail).await;
         }
@@ -93,9 +106,11 @@ impl AtomicPathStatus {
     /// Reads the catalogs once and updates the status. A database error
     /// changes nothing (the health probe reports an unreachable database).
     pub async fn probe(&self, pool: &PgPool) {
+        let observed_at = Instant::now();
         match db::functions::state(pool).await {
             Ok(state) if state.complete() => {
-                self.mark_available(pool, "create_booking_atomic and restore_availability_trigger are deployed").await;
+                let detail = "create_booking_atomic and restore_availability_trigger are deployed";
+                self.mark_available(pool, detail, observed_at).await;
             }
             Ok(state) => {
                 let detail = format!(
@@ -105,7 +120,7 @@ impl AtomicPathStatus {
                     present(state.restore_function),
                     present(state.trigger)
                 );
-                self.mark_unavailable(pool, &detail).await;
+                self.mark_unavailable(pool, &detail, observed_at).await;
             }
             Err(error) => tracing::debug!(%error, "atomic path probe could not read the catalogs"),
         }
@@ -137,11 +152,23 @@ mod tests {
         let status = AtomicPathStatus::new();
         let mut watcher = status.subscribe();
 
-        assert!(status.transition(false, "gone"));
-        assert!(!status.transition(false, "gone again"));
+        assert!(status.transition(false, "gone", Instant::now()));
+        assert!(!status.transition(false, "gone again", Instant::now()));
         assert!(watcher.has_changed().expect("sender alive"));
         assert_eq!(watcher.borrow_and_update().detail, "gone");
-        assert!(status.transition(true, "back"));
+        assert!(status.transition(true, "back", Instant::now()));
         assert!(status.is_available());
+    }
+
+    #[test]
+    fn an_observation_older_than_the_last_change_is_ignored() {
+        let status = AtomicPathStatus::new();
+        let probe_started = Instant::now();
+        assert!(status.transition(false, "call failed: function missing", Instant::now()));
+
+        // the probe read the catalogs before the failure: its "available" is stale
+        assert!(!status.transition(true, "probe: deployed", probe_started));
+        assert!(!status.is_available());
+        assert!(status.transition(true, "probe: deployed", Instant::now()));
     }
 }

@@ -3,7 +3,7 @@
 //! and records failures; the lifecycle operations (confirm, cancel, expire)
 //! are path-independent and release seats exactly once.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -145,12 +145,13 @@ impl Bookings {
     ) -> (CodePath, Result<Created, BookingError>) {
         if wanted == CodePath::Atomic {
             if self.atomic_path.is_available() {
+                let called_at = Instant::now();
                 match atomic::create(&self.pool, prepared).await {
                     Ok(created) => return (CodePath::Atomic, Ok(created)),
                     Err(AtomicFailure::Refused(error)) => return (CodePath::Atomic, Err(error)),
                     Err(AtomicFailure::PathUnavailable(detail)) => {
                         // the failed call wrote nothing: serving it through legacy is safe
-                        self.atomic_path.mark_unavailable(&self.pool, &detail).await;
+                        self.atomic_path.mark_unavailable(&self.pool, &detail, called_at).await;
                     }
                 }
             }

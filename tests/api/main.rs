@@ -1,5 +1,7 @@
 //! The one integration-test binary: every test starts the real server on an
 //! ephemeral port against its own fresh database.
 
+mod booking_storm;
+mod fixtures;
 mod foundation;
 mod helpers;
