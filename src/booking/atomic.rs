@@ -21,6 +21,9 @@ pub enum AtomicFailure {
     /// The function is gone (the runbook's rollback ran): serve through
     /// legacy and mark the path unavailable. Carries a log-safe detail.
     PathUnavailable(String),
+    /// The call raced a drop or redeploy of the function and wrote nothing;
+    /// serve this request through legacy but leave the verdict to the probe.
+    Interrupted(String),
     /// A real answer: a refusal or a failure.
     Refused(BookingError),
 }
@@ -37,7 +40,11 @@ const UNDEFINED_FUNCTION: &str = "42883";
 pub async fn create(pool: &sqlx::PgPool, prepared: &PreparedBooking) -> Result<Created, AtomicFailure> {
     for _ in 0..reference::ATTEMPTS {
         let booking_reference = reference::generate();
+        // not a persistent prepared statement: a plan cached on a connection
+        // before the runbook's rollback kept pointing at the dropped
+        // function's oid after a redeploy ("cache lookup failed for function")
         let called = sqlx::query_as::<_, BookingRow>("select * from create_booking_atomic($1, $2)")
+            .persistent(false)
             .bind(payload(prepared, &booking_reference))
             .bind(prepared.request.user_id)
             .fetch_one(pool)
@@ -108,9 +115,9 @@ fn classify(error: sqlx::Error, requested: i32) -> AtomicFailure {
         .unwrap_or_default();
     let refused = match code.as_str() {
         UNDEFINED_FUNCTION => return AtomicFailure::PathUnavailable(db.message().to_owned()),
-        // a plan cached before a concurrent drop can fail this way once
+        // the function was dropped between planning and execution
         "XX000" if db.message().starts_with("cache lookup failed for function") => {
-            return AtomicFailure::PathUnavailable(db.message().to_owned());
+            return AtomicFailure::Interrupted(db.message().to_owned());
         }
         "BK001" => BookingError::TourNotFound,
         "BK002" => BookingError::TourNotActive { status: detail },

@@ -149,9 +149,12 @@ impl Bookings {
                 match atomic::create(&self.pool, prepared).await {
                     Ok(created) => return (CodePath::Atomic, Ok(created)),
                     Err(AtomicFailure::Refused(error)) => return (CodePath::Atomic, Err(error)),
+                    // the failed call wrote nothing: serving it through legacy is safe
                     Err(AtomicFailure::PathUnavailable(detail)) => {
-                        // the failed call wrote nothing: serving it through legacy is safe
                         self.atomic_path.mark_unavailable(&self.pool, &detail, called_at).await;
+                    }
+                    Err(AtomicFailure::Interrupted(detail)) => {
+                        tracing::warn!(detail, "atomic call raced a change of the database functions");
                     }
                 }
             }

@@ -2,6 +2,7 @@
 //! ephemeral port against its own fresh database.
 
 mod booking_storm;
+mod booking_validation;
 mod fixtures;
 mod foundation;
 mod helpers;
