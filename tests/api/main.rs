@@ -1,6 +1,7 @@
 //! The one integration-test binary: every test starts the real server on an
 //! ephemeral port against its own fresh database.
 
+mod booking_journey;
 mod booking_lifecycle;
 mod booking_paths;
 mod booking_storm;
