@@ -71,7 +71,11 @@ impl EmbeddedPostgres {
     /// The server gets SIGQUIT when the *thread* that calls this exits (Linux
     /// parent-death signal), so call it from a thread that lives as long as
     /// the server should: the main thread, or a dedicated one.
-    pub fn start(options: EmbeddedPgOptions) -> Result<Self, EmbeddedPgError> {
+    pub fn start(mut options: EmbeddedPgOptions) -> Result<Self, EmbeddedPgError> {
+        // absolute, because the child processes run with the data directory as
+        // their working directory
+        fs::create_dir_all(&options.data_dir).map_err(io("creating the data directory"))?;
+        options.data_dir = options.data_dir.canonicalize().map_err(io("resolving the data directory"))?;
         let bin_dir = match &options.bin_dir {
             Some(dir) if dir.join("postgres").exists() => dir.clone(),
             Some(dir) => {
@@ -145,7 +149,6 @@ impl EmbeddedPostgres {
 
     fn prepare_data_dir(&self) -> Result<(), EmbeddedPgError> {
         let dir = &self.options.data_dir;
-        fs::create_dir_all(dir).map_err(io("creating the data directory"))?;
         let unusable = |reason: String| EmbeddedPgError::DataDirUnusable {
             path: dir.display().to_string(),
             user: self.user_name(),
@@ -155,7 +158,7 @@ impl EmbeddedPostgres {
             std::os::unix::fs::chown(dir, Some(run_as.uid), Some(run_as.gid))
                 .map_err(|e| unusable(format!("chown failed: {e}")))?;
             // every ancestor must be traversable by the unprivileged user
-            for ancestor in dir.canonicalize().map_err(io("resolving the data directory"))?.ancestors().skip(1) {
+            for ancestor in dir.ancestors().skip(1) {
                 let mode = fs::metadata(ancestor).map_err(io("reading a parent directory"))?.permissions().mode();
                 if mode & 0o001 == 0 {
                     return Err(unusable(format!(

@@ -32,6 +32,9 @@ async fn main() -> ExitCode {
 async fn run(settings: &mut Settings) -> Result<(), Box<dyn std::error::Error>> {
     // Started from the main thread on purpose: the server's parent-death
     // signal is tied to the thread that spawned it.
+    // a taken gRPC port should fail in a second, not after starting a database
+    std::net::TcpListener::bind(settings.listen_addr)
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen_addr))?;
     let mut embedded = None;
     if settings.database_url.is_none() {
         let server = EmbeddedPostgres::start(EmbeddedPgOptions {

@@ -54,6 +54,7 @@ type ServeFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Erro
 pub struct Application {
     local_addr: SocketAddr,
     pool: PgPool,
+    flags: Flags,
     stop: CancellationToken,
     server: ServeFuture,
     background: JoinSet<()>,
@@ -94,7 +95,11 @@ impl Application {
         }
         background.spawn(health.clone().watch_database(pool.clone(), settings.health_probe_interval(), stop.clone()));
 
-        let bookings = start_bookings(&settings, &pool, &health, &stop, &mut background).await;
+        // one resolver for the whole process: every service that asks for a
+        // flag must share its cache, so a SetFlag is seen by all at once
+        let flags = Flags::new(pool.clone(), settings.use_legacy_booking_service, settings.flag_cache_ttl());
+        background.spawn(flags.clone().listen(stop.clone()));
+        let bookings = start_bookings(&settings, &pool, flags.clone(), &health, &stop, &mut background).await;
 
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -107,12 +112,15 @@ impl Application {
             .add_service(reflection)
             .add_service(BookingServiceServer::new(BookingApi::new(bookings)))
             .add_service(IntegrityServiceServer::new(IntegrityApi::default()))
-            .add_service(AdminServiceServer::with_interceptor(AdminApi::default(), admin_auth(&settings)?));
+            .add_service(AdminServiceServer::with_interceptor(
+                AdminApi::new(pool.clone(), flags.clone()),
+                admin_auth(&settings)?,
+            ));
 
         let shutdown = stop.clone().cancelled_owned();
         let server = Box::pin(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown));
 
-        Ok(Application { local_addr, pool, stop, server, background })
+        Ok(Application { local_addr, pool, flags, stop, server, background })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -125,6 +133,11 @@ impl Application {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The process's flag resolver (the instance the services use).
+    pub fn flags(&self) -> &Flags {
+        &self.flags
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
@@ -156,11 +169,11 @@ impl Application {
 async fn start_bookings(
     settings: &Settings,
     pool: &PgPool,
+    flags: Flags,
     health: &Health,
     stop: &CancellationToken,
     background: &mut JoinSet<()>,
 ) -> Bookings {
-    let flags = Flags::new(settings.use_legacy_booking_service);
     let rules = BookingRules { max_seats_per_booking: settings.max_seats_per_booking, hold: settings.hold_duration() };
     let atomic_path = AtomicPathStatus::new();
     // know the truth before the first request, not a probe interval later

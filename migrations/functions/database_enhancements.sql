@@ -8,6 +8,9 @@
 --   BK003 sold out (detail: seats left)   BK004 tour is a template / undated
 --   22023 invalid parameter
 
+-- "trigger does not exist, skipping" notices are expected on a first deploy
+set local client_min_messages = warning;
+
 create or replace function create_booking_atomic(p_booking jsonb, p_user_id uuid)
 returns bookings
 language plpgsql

@@ -7,7 +7,7 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
-use crate::booking::BookingError;
+use crate::{booking::BookingError, flags::FlagError};
 
 /// `ErrorInfo.domain` of every error bookingd sends.
 pub const ERROR_DOMAIN: &str = "bookingd.booking.v1";
@@ -134,6 +134,30 @@ impl From<BookingError> for ApiError {
     }
 }
 
+impl From<FlagError> for ApiError {
+    fn from(error: FlagError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            FlagError::UnknownFlag { key } => {
+                ApiError::new(Code::NotFound, "FLAG_NOT_FOUND", message).with_metadata("key", key)
+            }
+            FlagError::PinnedByEnvironment { key, variable, value } => {
+                ApiError::new(Code::FailedPrecondition, "FLAG_PINNED_BY_ENVIRONMENT", message)
+                    .with_metadata("key", key)
+                    .with_metadata("variable", variable)
+                    .with_metadata("value", value)
+            }
+            FlagError::ReasonRequired | FlagError::ReasonTooLong | FlagError::ReasonNotPrintable => {
+                ApiError::invalid_field("reason", message)
+            }
+            FlagError::InvalidPageToken => ApiError::invalid_field("page_token", message),
+            FlagError::InvalidPageSize => ApiError::invalid_field("page_size", message),
+            FlagError::StoreUnavailable { .. } => ApiError::unavailable("feature flags", &error),
+            FlagError::Store { .. } => ApiError::internal("feature flags", &error),
+        }
+    }
+}
+
 /// Answer for an RPC whose behaviour has not been built yet: never a fake success.
 pub fn not_built(rpc: &str) -> Status {
     ApiError::new(Code::Unimplemented, "NOT_IMPLEMENTED", format!("{rpc} is not implemented yet")).into()
@@ -170,5 +194,28 @@ mod tests {
         let status: Status = ApiError::from(error).into();
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("secret"));
+    }
+
+    #[test]
+    fn a_pinned_flag_names_its_environment_variable() {
+        let status: Status = ApiError::from(FlagError::PinnedByEnvironment {
+            key: crate::flags::USE_LEGACY_BOOKING_SERVICE,
+            variable: "USE_LEGACY_BOOKING_SERVICE",
+            value: true,
+        })
+        .into();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(status.message().contains("USE_LEGACY_BOOKING_SERVICE"), "{}", status.message());
+        let info = status.get_error_details().error_info().cloned().expect("error info");
+        assert_eq!(info.reason, "FLAG_PINNED_BY_ENVIRONMENT");
+        assert_eq!(info.metadata.get("variable").map(String::as_str), Some("USE_LEGACY_BOOKING_SERVICE"));
+    }
+
+    #[test]
+    fn a_missing_reason_is_a_field_violation() {
+        let status: Status = ApiError::from(FlagError::ReasonRequired).into();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        assert_eq!(details.bad_request().expect("bad request").field_violations[0].field, "reason");
     }
 }

@@ -137,6 +137,8 @@ pub struct TestApp {
     /// A pool of the test's own, for arranging and asserting.
     pub pool: PgPool,
     pub channel: Channel,
+    /// The server's own flag resolver (the instance its services use).
+    pub flags: bookingd::flags::Flags,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -194,6 +196,7 @@ pub async fn spawn_app_on(database_url: &str, configure: impl FnOnce(&mut Settin
     configure(&mut settings);
     let app = Application::build(settings).await.expect("build the application");
     let addr = format!("http://{}", app.local_addr());
+    let flags = app.flags().clone();
     let (shutdown, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         app.run_until_stopped(async move {
@@ -209,6 +212,7 @@ pub async fn spawn_app_on(database_url: &str, configure: impl FnOnce(&mut Settin
         database_url: database_url.to_owned(),
         pool,
         channel,
+        flags,
         shutdown: Some(shutdown),
         server: Some(server),
     }

@@ -7,5 +7,6 @@ mod booking_paths;
 mod booking_storm;
 mod booking_validation;
 mod fixtures;
+mod flags;
 mod foundation;
 mod helpers;
