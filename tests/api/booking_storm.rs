@@ -4,7 +4,12 @@
 
 use std::time::Duration;
 
-use bookingd::{db, grpc::health::ATOMIC_PATH, proto::v1::CodePath};
+use bookingd::{
+    db,
+    flags::USE_LEGACY_BOOKING_SERVICE,
+    grpc::health::ATOMIC_PATH,
+    proto::v1::{CodePath, SetFlagRequest},
+};
 use futures::future::join_all;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
@@ -97,6 +102,45 @@ async fn a_storm_survives_the_functions_being_dropped_and_redeployed_mid_storm()
     assert_eq!(audit_count(&app.pool, "atomic_path_restored").await, 1, "one audit row per transition");
     let after = create_ok(&app, booking_request(side_tour.tour_id)).await;
     assert_eq!(after.code_path(), CodePath::Atomic, "the atomic path is used again once redeployed");
+    assert_healthy(&app.pool).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_storm_survives_the_flag_flipped_back_and_forth_mid_storm() {
+    let app = spawn_app().await;
+    let tour = create_tour(&app.pool, TourSpec { capacity: SEATS, ..TourSpec::default() }).await;
+    // 60 answers apart: at most CONNECTIONS were in flight at a flip, so
+    // requests are launched on every side of every flip
+    let flip = |after_completed, legacy| {
+        let app = &app;
+        Interlude::new(after_completed, async move {
+            let request = SetFlagRequest {
+                key: USE_LEGACY_BOOKING_SERVICE.to_owned(),
+                enabled: legacy,
+                reason: "flipped mid-storm".to_owned(),
+            };
+            app.admin().set_flag(request).await.expect("flip the flag");
+        })
+    };
+
+    let outcome =
+        storm(&app, tour.tour_id, REQUESTS, CONNECTIONS, vec![flip(60, true), flip(120, false), flip(180, true)]).await;
+
+    assert_sold_exactly(&app, tour.tour_id, SEATS, REQUESTS, &outcome).await;
+    let served_by: Vec<(String, i64)> = sqlx::query_as(
+        "select code_path, count(*) from (
+             select code_path from bookings where tour_id = $1
+             union all
+             select details ->> 'code_path' from audit_logs
+              where action = 'creation_failed' and details ->> 'tour_id' = $1::text) answered
+         group by code_path order by code_path",
+    )
+    .bind(tour.tour_id)
+    .fetch_all(&app.pool)
+    .await
+    .expect("answers by path");
+    assert_eq!(served_by.iter().map(|(_, n)| n).sum::<i64>(), REQUESTS as i64, "{served_by:?}");
+    assert_eq!(served_by.iter().map(|(path, _)| path.as_str()).collect::<Vec<_>>(), ["atomic", "legacy"]);
     assert_healthy(&app.pool).await;
 }
 
