@@ -3,7 +3,7 @@
 //! and records failures; the lifecycle operations (confirm, cancel, expire)
 //! are path-independent and release seats exactly once.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -94,10 +94,6 @@ impl Bookings {
     /// Whether the atomic path is usable (for GetFlag and health).
     pub fn atomic_path_status(&self) -> &AtomicPathStatus {
         &self.atomic_path
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
     }
 
     #[tracing::instrument(
@@ -251,11 +247,6 @@ impl Bookings {
 
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, BookingError> {
         self.pool.begin().await.map_err(|e| BookingError::from_db("starting a transaction", e))
-    }
-
-    /// The configured hold (the longest a request can get).
-    pub fn hold(&self) -> Duration {
-        self.rules.hold
     }
 }
 

@@ -107,6 +107,9 @@ impl From<BookingError> for ApiError {
             )
             .with_metadata("seats_left", seats_left)
             .with_metadata("seats_requested", requested),
+            // ALREADY_EXISTS, not FAILED_PRECONDITION: what the caller tried to
+            // create (a booking under this key) exists, and no change of state
+            // will make the retry succeed; only a new key will
             BookingError::IdempotencyKeyReused => ApiError::new(
                 Code::AlreadyExists,
                 reason,
