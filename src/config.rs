@@ -86,6 +86,18 @@ pub struct Settings {
     /// Log format.
     #[arg(long, env = "BOOKINGD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// statement_timeout of each integrity check's query (SET LOCAL in its read-only transaction).
+    #[arg(long, env = "BOOKINGD_CHECK_STATEMENT_TIMEOUT_MS", default_value_t = 5000)]
+    pub check_statement_timeout_ms: u64,
+
+    /// lock_timeout of each integrity check: how long a check may wait behind a lock (e.g. DDL).
+    #[arg(long, env = "BOOKINGD_CHECK_LOCK_TIMEOUT_MS", default_value_t = 1000)]
+    pub check_lock_timeout_ms: u64,
+
+    /// Integrity checks running at once in this process, across all requests.
+    #[arg(long, env = "BOOKINGD_CHECK_CONCURRENCY", default_value_t = 4)]
+    pub check_concurrency: usize,
 }
 
 impl Settings {
@@ -101,6 +113,12 @@ impl Settings {
         }
         if self.concurrency_limit < 1 {
             return Err("concurrency limit must be at least 1".into());
+        }
+        if self.check_concurrency < 1 {
+            return Err("check concurrency must be at least 1".into());
+        }
+        if self.check_statement_timeout_ms < 1 || self.check_lock_timeout_ms < 1 {
+            return Err("check statement and lock timeouts must be at least 1 ms (0 would mean no timeout)".into());
         }
         Ok(())
     }
@@ -131,6 +149,14 @@ impl Settings {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn check_statement_timeout(&self) -> Duration {
+        Duration::from_millis(self.check_statement_timeout_ms)
+    }
+
+    pub fn check_lock_timeout(&self) -> Duration {
+        Duration::from_millis(self.check_lock_timeout_ms)
     }
 
     pub fn health_probe_interval(&self) -> Duration {

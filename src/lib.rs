@@ -10,6 +10,8 @@
 //! - [`db`]: pool, migrations, the deployable atomic-path functions, seed.
 //! - [`booking`]: bookings, both code paths, holds, journeys; the seat invariant.
 //! - [`flags`]: feature flags (the booking-path kill switch); knows no bookings.
+//! - [`integrity`]: the runbook's monitors as checks, run in read-only
+//!   snapshots and streamed as they finish.
 //! - [`grpc`]: thin adapters from the generated services to the domains, and
 //!   the single domain-error → `tonic::Status` table.
 //! - [`telemetry`]: tracing subscriber and OpenTelemetry export.
@@ -22,6 +24,7 @@ pub mod db;
 pub mod embedded_pg;
 pub mod flags;
 pub mod grpc;
+pub mod integrity;
 pub mod proto;
 pub mod startup;
 pub mod telemetry;

@@ -24,6 +24,7 @@ use crate::{
         health::{ATOMIC_PATH, Health},
         integrity::IntegrityApi,
     },
+    integrity::{IntegrityRunner, RunnerSettings},
     proto::{
         self,
         v1::{
@@ -111,7 +112,10 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(BookingServiceServer::new(BookingApi::new(bookings)))
-            .add_service(IntegrityServiceServer::new(IntegrityApi::default()))
+            .add_service(IntegrityServiceServer::new(IntegrityApi::new(
+                integrity_runner(&settings, &pool),
+                stop.clone(),
+            )))
             .add_service(AdminServiceServer::with_interceptor(
                 AdminApi::new(pool.clone(), flags.clone()),
                 admin_auth(&settings)?,
@@ -202,6 +206,18 @@ async fn start_bookings(
     background.spawn(atomic_path.run_probe(pool.clone(), booking::path_status::PROBE_INTERVAL, stop.clone()));
     background.spawn(booking::holds::run_sweeper(bookings.clone(), settings.hold_sweep_interval(), stop.clone()));
     bookings
+}
+
+fn integrity_runner(settings: &Settings, pool: &sqlx::PgPool) -> IntegrityRunner {
+    IntegrityRunner::new(
+        pool.clone(),
+        RunnerSettings {
+            statement_timeout: settings.check_statement_timeout(),
+            lock_timeout: settings.check_lock_timeout(),
+            concurrency: settings.check_concurrency,
+            legacy_pin: settings.use_legacy_booking_service,
+        },
+    )
 }
 
 /// Operator tokens from the settings: `--admin-token`, and/or the first line of

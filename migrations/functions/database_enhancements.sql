@@ -72,7 +72,7 @@ begin
         p_booking ->> 'request_id',
         p_booking ->> 'request_fingerprint',
         v_tour.id,
-        v_tour.schedule_id,
+        v_tour.origin_schedule_id,
         v_tour.operator_id,
         p_user_id,
         p_booking ->> 'customer_name',

@@ -38,7 +38,7 @@ struct Cursor {
 
 const LIST: &str = "
     select t.id, t.tour_name, t.parent_template_id as template_id, tpl.tour_name as template_name,
-           t.schedule_id, t.tour_date, t.time_slot, t.max_capacity, t.available_spots,
+           t.origin_schedule_id as schedule_id, t.tour_date, t.time_slot, t.max_capacity, t.available_spots,
            t.adult_price_cents, t.child_price_cents, t.currency_code, t.status, t.operator_id,
            o.company_name as operator_company, t.commission_rate
       from tours t

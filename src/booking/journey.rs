@@ -64,7 +64,7 @@ const VIA_VIEW: &str = concat!(
 const VIA_BASE_TABLES: &str = concat!(
     mine!(),
     "select mine.*, t.id as joined_tour_id, t.tour_name, tpl.tour_name as template_name, t.tour_date, t.time_slot,
-            o.company_name as operator_company, t.schedule_id as tour_schedule_id, t.parent_template_id
+            o.company_name as operator_company, t.origin_schedule_id as tour_schedule_id, t.parent_template_id
        from mine
        join tours t on t.id = mine.tour_id
        join operators o on o.id = t.operator_id

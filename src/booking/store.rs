@@ -290,7 +290,8 @@ pub async fn end_booking(
 pub struct TourForBooking {
     pub id: Uuid,
     pub operator_id: Uuid,
-    pub schedule_id: Option<Uuid>,
+    /// The schedule that produced this template instance (the booking captures it).
+    pub origin_schedule_id: Option<Uuid>,
     pub is_template: bool,
     pub tour_date: Option<NaiveDate>,
     pub status: String,
@@ -315,7 +316,7 @@ impl TourForBooking {
 /// availability read and the decrement that follows are one atomic step.
 pub async fn lock_tour(tx: &mut PgConnection, tour_id: TourId) -> Result<Option<TourForBooking>, BookingError> {
     sqlx::query_as::<_, TourForBooking>(
-        "select id, operator_id, schedule_id, is_template, tour_date, status, available_spots,
+        "select id, operator_id, origin_schedule_id, is_template, tour_date, status, available_spots,
                 adult_price_cents, child_price_cents, currency_code, commission_rate
            from tours where id = $1 for update",
     )
@@ -380,7 +381,7 @@ pub async fn insert_legacy_booking(tx: &mut PgConnection, new: &NewBooking<'_>) 
     .bind(new.request_id)
     .bind(new.request_fingerprint)
     .bind(new.tour.id)
-    .bind(new.tour.schedule_id)
+    .bind(new.tour.origin_schedule_id)
     .bind(new.tour.operator_id)
     .bind(new.user_id)
     .bind(new.customer_name)

@@ -3,6 +3,7 @@
 //! pg_dump/pg_restore). One file per area; add a variant to [`Command`] and
 //! an arm to [`run`].
 
+mod check;
 mod flag;
 mod health;
 
@@ -47,6 +48,8 @@ pub enum Command {
     Health(health::HealthArgs),
     /// Read or flip the booking-path flag (use_legacy_booking_service) and its history.
     Flag(flag::FlagArgs),
+    // about and manual: on CheckArgs
+    Check(check::CheckArgs),
 }
 
 impl Cli {
@@ -83,5 +86,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match &cli.command {
         Command::Health(args) => health::run(&cli, args).await,
         Command::Flag(args) => flag::run(&cli, args).await,
+        Command::Check(args) => check::run(&cli, args).await,
     }
 }

@@ -27,13 +27,18 @@ impl FunctionsState {
 }
 
 pub async fn state(pool: &PgPool) -> Result<FunctionsState, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    state_in(&mut conn).await
+}
+
+async fn state_in(conn: &mut sqlx::PgConnection) -> Result<FunctionsState, sqlx::Error> {
     let (atomic_function, restore_function, trigger): (bool, bool, bool) = sqlx::query_as(
         "select
             exists (select 1 from information_schema.routines where routine_name = 'create_booking_atomic'),
             exists (select 1 from information_schema.routines where routine_name = 'restore_tour_availability'),
             exists (select 1 from information_schema.triggers where trigger_name = 'restore_availability_trigger')",
     )
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await?;
     Ok(FunctionsState { atomic_function, restore_function, trigger })
 }
@@ -72,6 +77,13 @@ pub async fn deploy_on_first_start(pool: &PgPool) -> Result<bool, sqlx::Error> {
     .fetch_one(&mut *tx)
     .await?;
     if ever {
+        // present functions are brought up to this binary's definition (a
+        // schema migration may have renamed what they read); absent ones stay
+        // absent: an operator removed them
+        if state_in(&mut tx).await?.complete() {
+            sqlx::raw_sql(DEPLOY_SQL).execute(&mut *tx).await?;
+            tx.commit().await?;
+        }
         return Ok(false);
     }
     sqlx::raw_sql(DEPLOY_SQL).execute(&mut *tx).await?;

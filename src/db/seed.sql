@@ -27,7 +27,7 @@ schedules_made as (
     cross join (values ('09:00'), ('17:30')) as s(slot)
     returning id, template_id, day_of_week, time_slot, capacity
 )
-insert into tours (operator_id, parent_template_id, schedule_id, tour_name, tour_date, time_slot,
+insert into tours (operator_id, parent_template_id, origin_schedule_id, tour_name, tour_date, time_slot,
                    max_capacity, available_spots, adult_price_cents, child_price_cents, commission_rate)
 select templates.operator_id, templates.id, schedules_made.id, templates.tour_name, day, schedules_made.time_slot,
        schedules_made.capacity, schedules_made.capacity, templates.adult_price_cents,

@@ -161,6 +161,26 @@ impl From<FlagError> for ApiError {
     }
 }
 
+impl From<crate::integrity::IntegrityError> for ApiError {
+    fn from(error: crate::integrity::IntegrityError) -> Self {
+        use crate::integrity::IntegrityError;
+        match &error {
+            IntegrityError::UnknownChecks { unknown } => {
+                let valid = crate::integrity::checks::names().collect::<Vec<_>>().join(", ");
+                ApiError::new(
+                    Code::InvalidArgument,
+                    "UNKNOWN_CHECK",
+                    format!("unknown check(s): {}; valid checks: {valid}", unknown.join(", ")),
+                )
+                .with_violation("checks", format!("unknown: {}; valid: {valid}", unknown.join(", ")))
+                .with_metadata("valid_checks", valid)
+            }
+            IntegrityError::NegativeSampleLimit { .. } => ApiError::invalid_field("max_samples", error.to_string()),
+            IntegrityError::IntervalTooShort { .. } => ApiError::invalid_field("interval", error.to_string()),
+        }
+    }
+}
+
 /// Answer for an RPC whose behaviour has not been built yet: never a fake success.
 pub fn not_built(rpc: &str) -> Status {
     ApiError::new(Code::Unimplemented, "NOT_IMPLEMENTED", format!("{rpc} is not implemented yet")).into()

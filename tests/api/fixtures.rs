@@ -82,7 +82,7 @@ pub async fn create_tour(pool: &PgPool, spec: TourSpec) -> TourIds {
 }
 
 pub async fn create_tour_for(pool: &PgPool, operator_id: Uuid, spec: TourSpec) -> TourIds {
-    let insert_tour = "insert into tours (operator_id, is_template, parent_template_id, schedule_id, tour_name,
+    let insert_tour = "insert into tours (operator_id, is_template, parent_template_id, origin_schedule_id, tour_name,
                                           tour_date, time_slot, max_capacity, available_spots, adult_price_cents,
                                           child_price_cents, commission_rate, status)
                        values ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11::numeric, $12)

@@ -10,3 +10,4 @@ mod fixtures;
 mod flags;
 mod foundation;
 mod helpers;
+mod integrity;
