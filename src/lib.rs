@@ -8,6 +8,7 @@
 //!   returns a handle that knows its port.
 //! - [`embedded_pg`]: the private PostgreSQL of the default run and of tests.
 //! - [`db`]: pool, migrations, the deployable atomic-path functions, seed.
+//! - [`booking`]: bookings, both code paths, holds, journeys; the seat invariant.
 //! - [`flags`]: feature flags (the booking-path kill switch); knows no bookings.
 //! - [`integrity`]: the runbook's monitors as checks, run in read-only
 //!   snapshots and streamed as they finish.
@@ -19,6 +20,7 @@
 //! - [`proto`]: generated code for `booking.v1`.
 
 pub mod admin;
+pub mod booking;
 pub mod cli;
 pub mod config;
 pub mod db;

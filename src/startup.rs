@@ -13,10 +13,17 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
 use crate::{
+    booking::{self, AtomicPathStatus, Bookings, types::BookingRules},
     config::Settings,
     db::{self, DbSetupError},
     flags::Flags,
-    grpc::{admin::AdminApi, auth::AdminAuth, booking::BookingApi, health::Health, integrity::IntegrityApi},
+    grpc::{
+        admin::AdminApi,
+        auth::AdminAuth,
+        booking::BookingApi,
+        health::{ATOMIC_PATH, Health},
+        integrity::IntegrityApi,
+    },
     integrity::{IntegrityRunner, RunnerSettings},
     proto::{
         self,
@@ -94,6 +101,7 @@ impl Application {
         // flag must share its cache, so a SetFlag is seen by all at once
         let flags = Flags::new(pool.clone(), settings.use_legacy_booking_service, settings.flag_cache_ttl());
         background.spawn(flags.clone().listen(stop.clone()));
+        let bookings = start_bookings(&settings, &pool, flags.clone(), &health, &stop, &mut background).await;
 
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -112,7 +120,7 @@ impl Application {
             .layer(RpcTraceLayer::new())
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(BookingServiceServer::new(BookingApi::default()))
+            .add_service(BookingServiceServer::new(BookingApi::new(bookings)))
             .add_service(IntegrityServiceServer::new(IntegrityApi::new(
                 integrity_runner(&settings, &pool),
                 stop.clone(),
@@ -165,6 +173,48 @@ impl Application {
         pool.close().await;
         served.map_err(StartupError::from)
     }
+}
+
+/// The booking service and its background tasks: the hold sweeper, the
+/// atomic-path probe, and the mirror of the atomic path's status into health
+/// (`ATOMIC_PATH` NOT_SERVING while the functions are missing; the overall
+/// service stays SERVING because the legacy path takes over).
+async fn start_bookings(
+    settings: &Settings,
+    pool: &PgPool,
+    flags: Flags,
+    health: &Health,
+    stop: &CancellationToken,
+    background: &mut JoinSet<()>,
+) -> Bookings {
+    let rules = BookingRules { max_seats_per_booking: settings.max_seats_per_booking, hold: settings.hold_duration() };
+    let atomic_path = AtomicPathStatus::new();
+    // know the truth before the first request, not a probe interval later
+    atomic_path.probe(pool).await;
+    let bookings = Bookings::new(pool.clone(), flags, rules, atomic_path.clone());
+
+    let mut changes = atomic_path.subscribe();
+    let available_now = changes.borrow_and_update().available;
+    health.set(ATOMIC_PATH, available_now).await;
+    let mirror = health.clone();
+    let mirror_stop = stop.clone();
+    background.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = mirror_stop.cancelled() => return,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let available = changes.borrow_and_update().available;
+                    mirror.set(ATOMIC_PATH, available).await;
+                }
+            }
+        }
+    });
+    background.spawn(atomic_path.run_probe(pool.clone(), booking::path_status::PROBE_INTERVAL, stop.clone()));
+    background.spawn(booking::holds::run_sweeper(bookings.clone(), settings.hold_sweep_interval(), stop.clone()));
+    bookings
 }
 
 fn integrity_runner(settings: &Settings, pool: &sqlx::PgPool) -> IntegrityRunner {

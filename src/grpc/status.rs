@@ -7,8 +7,8 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
-use crate::admin::AdminError;
 use crate::flags::FlagError;
+use crate::{admin::AdminError, booking::BookingError};
 
 /// `ErrorInfo.domain` of every error bookingd sends.
 pub const ERROR_DOMAIN: &str = "bookingd.booking.v1";
@@ -70,6 +70,71 @@ impl From<ApiError> for Status {
             details.set_bad_request(error.field_violations);
         }
         Status::with_error_details(error.code, error.message, details)
+    }
+}
+
+impl From<BookingError> for ApiError {
+    fn from(error: BookingError) -> ApiError {
+        let reason = error.reason_code();
+        match error {
+            BookingError::InvalidRequest(problems) => {
+                let summary: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.field, p.description)).collect();
+                let mut api =
+                    ApiError::new(Code::InvalidArgument, reason, format!("invalid request: {}", summary.join("; ")));
+                for problem in problems {
+                    api = api.with_violation(problem.field, problem.description);
+                }
+                api
+            }
+            BookingError::TourNotFound => ApiError::new(Code::NotFound, reason, "no tour with this id"),
+            BookingError::BookingNotFound => {
+                ApiError::new(Code::NotFound, reason, "no booking with this id or reference")
+            }
+            BookingError::TourNotBookable => ApiError::new(
+                Code::FailedPrecondition,
+                reason,
+                "this tour is a template (or has no date); book one of its dated instances",
+            ),
+            BookingError::TourNotActive { status } => ApiError::new(
+                Code::FailedPrecondition,
+                reason,
+                format!("this tour is not taking bookings: it is {status}"),
+            )
+            .with_metadata("tour_status", status),
+            BookingError::SoldOut { seats_left, requested } => ApiError::new(
+                Code::FailedPrecondition,
+                reason,
+                format!("not enough seats left: {seats_left} left, {requested} requested"),
+            )
+            .with_metadata("seats_left", seats_left)
+            .with_metadata("seats_requested", requested),
+            // ALREADY_EXISTS, not FAILED_PRECONDITION: what the caller tried to
+            // create (a booking under this key) exists, and no change of state
+            // will make the retry succeed; only a new key will
+            BookingError::IdempotencyKeyReused => ApiError::new(
+                Code::AlreadyExists,
+                reason,
+                "request_id was already used for a different request; use a new request_id for a new booking",
+            ),
+            BookingError::HoldExpired => ApiError::new(
+                Code::FailedPrecondition,
+                reason,
+                "the hold on this booking has expired and its seats were released; create a new booking",
+            ),
+            BookingError::InvalidTransition { from, action } => {
+                ApiError::new(Code::FailedPrecondition, reason, format!("cannot {action} a {from} booking"))
+                    .with_metadata("booking_status", from)
+            }
+            BookingError::PriceOutOfRange => {
+                ApiError::new(Code::FailedPrecondition, reason, "the price of this booking is out of range")
+            }
+            error @ BookingError::Contention { .. } => {
+                tracing::warn!(error = %error, "database contention");
+                ApiError::new(Code::Aborted, reason, "the booking collided with a concurrent change; retry")
+            }
+            BookingError::DatabaseUnavailable { context, source } => ApiError::unavailable(context, &source),
+            BookingError::Internal { context, source } => ApiError::internal(context, &source),
+        }
     }
 }
 
@@ -186,6 +251,25 @@ mod tests {
         assert_eq!(details.error_info().expect("error info").reason, "INVALID_ARGUMENT");
         let violations = &details.bad_request().expect("bad request").field_violations;
         assert_eq!(violations[0].field, "num_adults");
+    }
+
+    #[test]
+    fn sold_out_says_how_many_seats_are_left() {
+        let status: Status = ApiError::from(BookingError::SoldOut { seats_left: 3, requested: 5 }).into();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let details = status.get_error_details();
+        let info = details.error_info().expect("error info");
+        assert_eq!(info.reason, "SOLD_OUT");
+        assert_eq!(info.metadata.get("seats_left").map(String::as_str), Some("3"));
+        assert!(status.message().contains("3 left"), "{}", status.message());
+    }
+
+    #[test]
+    fn internal_causes_are_not_sent_to_clients() {
+        let error = BookingError::internal("doing a thing", "secret table name exploded");
+        let status: Status = ApiError::from(error).into();
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("secret"));
     }
 
     #[test]

@@ -3,6 +3,12 @@
 
 mod admin;
 mod backup;
+mod booking_journey;
+mod booking_lifecycle;
+mod booking_paths;
+mod booking_storm;
+mod booking_validation;
+mod fixtures;
 mod flags;
 mod foundation;
 mod helpers;

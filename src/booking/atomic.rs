@@ -1,0 +1,132 @@
+//! The atomic path: one call to `create_booking_atomic(JSONB, UUID)`, which
+//! locks the tour, re-checks the idempotency key under the lock, checks and
+//! decrements availability and inserts the booking in one statement.
+//!
+//! The SQLSTATEs it raises are mapped to domain errors here, next to the call.
+
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::booking::{
+    error::BookingError,
+    reference,
+    service::PreparedBooking,
+    store::{self, BookingRow, REFERENCE_KEY, REQUEST_ID_KEY, db_span},
+    types::{Booking, Created},
+};
+
+/// Why the atomic path did not produce an answer.
+#[derive(Debug)]
+pub enum AtomicFailure {
+    /// The function is gone (the runbook's rollback ran): serve through
+    /// legacy and mark the path unavailable. Carries a log-safe detail.
+    PathUnavailable(String),
+    /// The call raced a drop or redeploy of the function and wrote nothing;
+    /// serve this request through legacy but leave the verdict to the probe.
+    Interrupted(String),
+    /// A real answer: a refusal or a failure.
+    Refused(BookingError),
+}
+
+impl From<BookingError> for AtomicFailure {
+    fn from(error: BookingError) -> Self {
+        AtomicFailure::Refused(error)
+    }
+}
+
+/// SQLSTATE of a missing function (and of a missing operator or signature).
+const UNDEFINED_FUNCTION: &str = "42883";
+
+pub async fn create(pool: &sqlx::PgPool, prepared: &PreparedBooking) -> Result<Created, AtomicFailure> {
+    for _ in 0..reference::ATTEMPTS {
+        let booking_reference = reference::generate();
+        // not a persistent prepared statement: a plan cached on a connection
+        // before the runbook's rollback kept pointing at the dropped
+        // function's oid after a redeploy ("cache lookup failed for function")
+        let called = sqlx::query_as::<_, BookingRow>("select * from create_booking_atomic($1, $2)")
+            .persistent(false)
+            .bind(payload(prepared, &booking_reference))
+            .bind(prepared.request.user_id)
+            .fetch_one(pool)
+            .instrument(db_span("create_booking_atomic"))
+            .await;
+        match called {
+            Ok(row) => {
+                let booking = Booking::try_from(row)?;
+                // the function answers a known key with the booking it made before
+                return if booking.id == prepared.id {
+                    Ok(Created { booking, replayed: false })
+                } else {
+                    Ok(prepared.replay(booking)?)
+                };
+            }
+            Err(error) => match violated_key(&error) {
+                Some(REFERENCE_KEY) => {
+                    tracing::info!("booking reference collision, retrying with a fresh one");
+                    continue;
+                }
+                // the same key raced on another tour (or the other path): the
+                // first one to commit owns it
+                Some(REQUEST_ID_KEY) => return Ok(prepared.replay_after_race(pool).await?),
+                _ => return Err(classify(error, prepared.request.seats.total())),
+            },
+        }
+    }
+    Err(BookingError::internal("creating a booking", "no free booking reference after several attempts").into())
+}
+
+fn violated_key(error: &sqlx::Error) -> Option<&'static str> {
+    match store::violated_unique_constraint(error) {
+        Some(REFERENCE_KEY) => Some(REFERENCE_KEY),
+        Some(REQUEST_ID_KEY) => Some(REQUEST_ID_KEY),
+        _ => None,
+    }
+}
+
+/// The JSONB argument: the app chooses id, reference and hold so both paths
+/// produce the same booking from the same request.
+fn payload(prepared: &PreparedBooking, booking_reference: &str) -> serde_json::Value {
+    let request = &prepared.request;
+    json!({
+        "id": prepared.id.0,
+        "booking_reference": booking_reference,
+        "request_id": request.request_id.as_str(),
+        "request_fingerprint": prepared.fingerprint,
+        "tour_id": request.tour_id.0,
+        "num_adults": request.seats.adults(),
+        "num_children": request.seats.children(),
+        "customer_name": request.customer_name.as_str(),
+        "customer_email": request.contact.email().map(|e| e.as_str()),
+        "customer_whatsapp": request.contact.whatsapp().map(|w| w.as_str()),
+        "hold_expires_at": prepared.hold_expires_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    })
+}
+
+/// The function's SQLSTATEs (see migrations/functions/database_enhancements.sql).
+fn classify(error: sqlx::Error, requested: i32) -> AtomicFailure {
+    let Some(db) = error.as_database_error() else {
+        return BookingError::from_db("calling create_booking_atomic", error).into();
+    };
+    let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+    let detail = db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .and_then(|pg| pg.detail())
+        .map(str::to_owned)
+        .unwrap_or_default();
+    let refused = match code.as_str() {
+        UNDEFINED_FUNCTION => return AtomicFailure::PathUnavailable(db.message().to_owned()),
+        // the function was dropped between planning and execution
+        "XX000" if db.message().starts_with("cache lookup failed for function") => {
+            return AtomicFailure::Interrupted(db.message().to_owned());
+        }
+        "BK001" => BookingError::TourNotFound,
+        "BK002" => BookingError::TourNotActive { status: detail },
+        "BK003" => BookingError::SoldOut { seats_left: detail.parse().unwrap_or(0), requested },
+        "BK004" => BookingError::TourNotBookable,
+        // validation upstream makes this unreachable; if it happens the
+        // function and the app disagree about what a valid request is
+        "22023" => BookingError::internal("calling create_booking_atomic", error),
+        _ => BookingError::from_db("calling create_booking_atomic", error),
+    };
+    AtomicFailure::Refused(refused)
+}

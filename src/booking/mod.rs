@@ -1,0 +1,29 @@
+//! The booking domain: validation, pricing, the two creation paths (atomic
+//! and legacy) behind the `use_legacy_booking_service` flag, the booking
+//! lifecycle with exactly-once seat release, holds, journeys and tour lists.
+//!
+//! - [`types`]: checked values and the validated request.
+//! - [`pricing`], [`reference`]: money and readable references, shared by both paths.
+//! - [`atomic`], [`legacy`]: the two ways a booking is stored.
+//! - [`service`]: [`Bookings`], what the API calls; chooses the path.
+//! - [`path_status`]: whether the atomic path is usable (health, GetFlag).
+//! - [`holds`]: the expiry sweeper.
+//! - [`store`], [`journey`], [`catalog`]: SQL.
+
+pub mod atomic;
+pub mod catalog;
+pub mod error;
+pub mod holds;
+pub mod journey;
+pub mod legacy;
+pub mod page;
+pub mod path_status;
+pub mod pricing;
+pub mod reference;
+pub mod service;
+pub mod store;
+pub mod types;
+
+pub use error::BookingError;
+pub use path_status::{AtomicPathState, AtomicPathStatus};
+pub use service::{BookingKey, Bookings};

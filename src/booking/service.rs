@@ -1,0 +1,288 @@
+//! The booking operations the API calls. `create` validates, asks the flag
+//! which path to take, falls back to legacy when the atomic path is gone,
+//! and records failures; the lifecycle operations (confirm, cancel, expire)
+//! are path-independent and release seats exactly once.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use crate::{
+    booking::{
+        atomic::{self, AtomicFailure},
+        catalog,
+        error::BookingError,
+        journey, legacy,
+        path_status::AtomicPathStatus,
+        store,
+        types::{
+            Booking, BookingId, BookingRequest, BookingRules, BookingStatus, Cancelled, CodePath, CreateBookingInput,
+            Created, FieldProblem, JourneyPage, TourPage,
+        },
+    },
+    flags::Flags,
+};
+
+pub use crate::booking::{catalog::TourQuery, journey::JourneyQuery};
+
+/// The booking service shared by every request. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Bookings {
+    pool: PgPool,
+    flags: Flags,
+    rules: BookingRules,
+    atomic_path: AtomicPathStatus,
+}
+
+/// A validated request with the values the app chooses for it, identical
+/// whichever path stores it.
+#[derive(Debug, Clone)]
+pub struct PreparedBooking {
+    pub id: BookingId,
+    pub request: BookingRequest,
+    pub fingerprint: String,
+    pub hold_expires_at: DateTime<Utc>,
+}
+
+impl PreparedBooking {
+    fn new(request: BookingRequest) -> Self {
+        let now = Utc::now();
+        // microseconds, as PostgreSQL stores them, so both paths store the same instant
+        let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+        let hold = chrono::Duration::from_std(request.hold).unwrap_or(chrono::Duration::MAX);
+        PreparedBooking {
+            id: BookingId::new_random(),
+            fingerprint: request.fingerprint(),
+            hold_expires_at: now.checked_add_signed(hold).unwrap_or(DateTime::<Utc>::MAX_UTC),
+            request,
+        }
+    }
+
+    /// An earlier booking under the same key: the same request gets it back,
+    /// a different one is refused.
+    pub fn replay(&self, existing: Booking) -> Result<Created, BookingError> {
+        if existing.request_fingerprint == self.fingerprint {
+            Ok(Created { booking: existing, replayed: true })
+        } else {
+            Err(BookingError::IdempotencyKeyReused)
+        }
+    }
+
+    /// After a unique violation on the request id: the racing transaction
+    /// committed, so its booking is there to compare against.
+    pub async fn replay_after_race(&self, pool: &PgPool) -> Result<Created, BookingError> {
+        match store::booking_by_request_id(pool, self.request.request_id.as_str()).await? {
+            Some(existing) => self.replay(existing),
+            None => Err(BookingError::internal("replaying a raced request", "the racing booking vanished")),
+        }
+    }
+}
+
+/// Which booking GetBooking asks for.
+#[derive(Debug, Clone)]
+pub enum BookingKey {
+    Id(String),
+    Reference(String),
+}
+
+impl Bookings {
+    pub fn new(pool: PgPool, flags: Flags, rules: BookingRules, atomic_path: AtomicPathStatus) -> Self {
+        Bookings { pool, flags, rules, atomic_path }
+    }
+
+    /// Whether the atomic path is usable (for GetFlag and health).
+    pub fn atomic_path_status(&self) -> &AtomicPathStatus {
+        &self.atomic_path
+    }
+
+    #[tracing::instrument(
+        name = "booking.create",
+        skip_all,
+        fields(booking.code_path = tracing::field::Empty, booking.replayed = tracing::field::Empty)
+    )]
+    pub async fn create(&self, input: CreateBookingInput) -> Result<Created, BookingError> {
+        let request = BookingRequest::parse(&input, &self.rules).map_err(BookingError::InvalidRequest)?;
+        let tour_id = request.tour_id;
+        let prepared = PreparedBooking::new(request);
+        let wanted =
+            if self.flags.use_legacy_booking_service().await.enabled { CodePath::Legacy } else { CodePath::Atomic };
+
+        let (path, result) = self.create_on(wanted, &prepared).await;
+        let span = tracing::Span::current();
+        span.record("booking.code_path", path.as_str());
+        match &result {
+            Ok(created) => {
+                span.record("booking.replayed", created.replayed);
+            }
+            Err(error) => {
+                if error.is_recorded_creation_failure() {
+                    store::record_creation_failed(&self.pool, error.reason_code(), tour_id, path).await;
+                }
+                match error {
+                    BookingError::Internal { .. }
+                    | BookingError::DatabaseUnavailable { .. }
+                    | BookingError::Contention { .. } => {
+                        tracing::error!(error = %error, code_path = path.as_str(), "booking creation failed");
+                    }
+                    _ => tracing::debug!(reason = error.reason_code(), "booking refused"),
+                }
+            }
+        }
+        result
+    }
+
+    /// Runs the wanted path, or legacy when the atomic path is unavailable.
+    /// Returns the path that actually answered.
+    async fn create_on(
+        &self,
+        wanted: CodePath,
+        prepared: &PreparedBooking,
+    ) -> (CodePath, Result<Created, BookingError>) {
+        if wanted == CodePath::Atomic {
+            if self.atomic_path.is_available() {
+                let called_at = Instant::now();
+                match atomic::create(&self.pool, prepared).await {
+                    Ok(created) => return (CodePath::Atomic, Ok(created)),
+                    Err(AtomicFailure::Refused(error)) => return (CodePath::Atomic, Err(error)),
+                    // the failed call wrote nothing: serving it through legacy is safe
+                    Err(AtomicFailure::PathUnavailable(detail)) => {
+                        self.atomic_path.mark_unavailable(&self.pool, &detail, called_at).await;
+                    }
+                    Err(AtomicFailure::Interrupted(detail)) => {
+                        tracing::warn!(detail, "atomic call raced a change of the database functions");
+                    }
+                }
+            }
+            tracing::info_span!("booking.fallback", from = "atomic", to = "legacy").in_scope(|| {
+                tracing::debug!("atomic path unavailable, serving through the legacy path");
+            });
+        }
+        (CodePath::Legacy, legacy::create(&self.pool, prepared).await)
+    }
+
+    /// pending → confirmed. A lapsed hold is expired (seats released) in the
+    /// same transaction and the confirmation refused.
+    #[tracing::instrument(name = "booking.confirm", skip_all)]
+    pub async fn confirm(&self, booking_id: &str) -> Result<Booking, BookingError> {
+        let id = parse_booking_id(booking_id)?;
+        let mut tx = self.begin().await?;
+        let locked = store::lock_booking(&mut tx, id).await?.ok_or(BookingError::BookingNotFound)?;
+        let booking = locked.booking;
+        match booking.status {
+            // a retried confirm gets the same answer
+            BookingStatus::Confirmed => Ok(booking),
+            BookingStatus::Expired => Err(BookingError::HoldExpired),
+            BookingStatus::Cancelled => {
+                Err(BookingError::InvalidTransition { from: booking.status, action: "confirm" })
+            }
+            BookingStatus::Pending if locked.hold_lapsed => {
+                store::end_booking(&mut tx, &booking, BookingStatus::Expired, None).await?;
+                commit(tx).await?;
+                tracing::info!(booking_id = %id, "confirmation refused: hold expired, seats released");
+                Err(BookingError::HoldExpired)
+            }
+            BookingStatus::Pending => {
+                let confirmed = store::confirm(&mut tx, id).await?;
+                commit(tx).await?;
+                Ok(confirmed)
+            }
+        }
+    }
+
+    /// pending/confirmed → cancelled, seats back exactly once. Cancelling an
+    /// ended booking returns it unchanged with `seats_released = false`.
+    #[tracing::instrument(name = "booking.cancel", skip_all)]
+    pub async fn cancel(&self, booking_id: &str, reason: &str) -> Result<Cancelled, BookingError> {
+        let id = parse_booking_id(booking_id)?;
+        let reason = parse_cancellation_reason(reason)?;
+        let mut tx = self.begin().await?;
+        let locked = store::lock_booking(&mut tx, id).await?.ok_or(BookingError::BookingNotFound)?;
+        if !locked.booking.status.holds_seats() {
+            return Ok(Cancelled { booking: locked.booking, seats_released: false });
+        }
+        let cancelled = store::end_booking(&mut tx, &locked.booking, BookingStatus::Cancelled, reason).await?;
+        commit(tx).await?;
+        Ok(Cancelled { booking: cancelled, seats_released: true })
+    }
+
+    #[tracing::instrument(name = "booking.get", skip_all)]
+    pub async fn get(&self, key: BookingKey) -> Result<Booking, BookingError> {
+        let found = match key {
+            BookingKey::Id(raw) => store::booking_by_id(&self.pool, parse_booking_id(&raw)?).await?,
+            BookingKey::Reference(raw) => {
+                store::booking_by_reference(&self.pool, &parse_booking_reference(&raw)?).await?
+            }
+        };
+        found.ok_or(BookingError::BookingNotFound)
+    }
+
+    #[tracing::instrument(name = "booking.lookup_journey", skip_all, fields(booking.journey_fallback = tracing::field::Empty))]
+    pub async fn lookup_journey(&self, query: JourneyQuery) -> Result<JourneyPage, BookingError> {
+        let page = journey::lookup(&self.pool, query).await?;
+        tracing::Span::current().record("booking.journey_fallback", page.used_fallback);
+        Ok(page)
+    }
+
+    #[tracing::instrument(name = "booking.list_tours", skip_all)]
+    pub async fn list_tours(&self, query: TourQuery) -> Result<TourPage, BookingError> {
+        catalog::list(&self.pool, query).await
+    }
+
+    /// Expires up to `limit` lapsed holds, one transaction each (no lock is
+    /// held across bookings, so no ordering can deadlock). Returns how many.
+    #[tracing::instrument(name = "booking.expire_holds", skip_all, fields(booking.expired = tracing::field::Empty))]
+    pub async fn expire_lapsed_holds(&self, limit: usize) -> Result<usize, BookingError> {
+        let mut expired = 0;
+        while expired < limit {
+            let mut tx = self.begin().await?;
+            let Some(booking) = store::lock_next_lapsed_hold(&mut tx).await? else { break };
+            store::end_booking(&mut tx, &booking, BookingStatus::Expired, None).await?;
+            commit(tx).await?;
+            expired += 1;
+        }
+        tracing::Span::current().record("booking.expired", expired);
+        Ok(expired)
+    }
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, BookingError> {
+        self.pool.begin().await.map_err(|e| BookingError::from_db("starting a transaction", e))
+    }
+}
+
+async fn commit(tx: sqlx::Transaction<'static, sqlx::Postgres>) -> Result<(), BookingError> {
+    tx.commit().await.map_err(|e| BookingError::from_db("committing", e))
+}
+
+fn invalid(field: &'static str, description: impl Into<String>) -> BookingError {
+    BookingError::InvalidRequest(vec![FieldProblem::new(field, description)])
+}
+
+fn parse_booking_id(raw: &str) -> Result<BookingId, BookingError> {
+    BookingId::parse("booking_id", raw).map_err(|p| BookingError::InvalidRequest(vec![p]))
+}
+
+/// References are matched case-insensitively for generated ones (read aloud,
+/// typed in lower case); anything printable up to 64 characters is looked up.
+fn parse_booking_reference(raw: &str) -> Result<String, BookingError> {
+    if raw.is_empty() {
+        return Err(invalid("booking_reference", "is required"));
+    }
+    if raw.len() > 64 || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid("booking_reference", "must be a booking reference like BK-7KX9M2QD"));
+    }
+    let upper = raw.to_ascii_uppercase();
+    Ok(if crate::booking::reference::is_generated_shape(&upper) { upper } else { raw.to_owned() })
+}
+
+fn parse_cancellation_reason(raw: &str) -> Result<Option<&str>, BookingError> {
+    const MAX_CHARS: usize = 500;
+    if raw.len() > MAX_CHARS * 4 || raw.chars().count() > MAX_CHARS {
+        return Err(invalid("reason", format!("must be at most {MAX_CHARS} characters")));
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(invalid("reason", "must not contain control characters"));
+    }
+    let trimmed = raw.trim();
+    Ok((!trimmed.is_empty()).then_some(trimmed))
+}
