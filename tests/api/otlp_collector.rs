@@ -192,6 +192,13 @@ pub fn int_attribute(attributes: &[KeyValue], key: &str) -> Option<i64> {
     }
 }
 
+pub fn bool_attribute(attributes: &[KeyValue], key: &str) -> Option<bool> {
+    match attribute(attributes, key) {
+        Some(any_value::Value::BoolValue(value)) => Some(*value),
+        _ => None,
+    }
+}
+
 /// Every string anywhere in a span: name, attributes, events, status.
 pub fn all_text(span: &Span) -> String {
     fn push(out: &mut String, value: &Option<AnyValue>) {

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use bookingd::proto::v1::{
-    CreateBookingRequest, GetBookingRequest, GetFlagRequest, ListFlagChangesRequest, get_booking_request,
+    CreateBookingRequest, GetBookingRequest, GetFlagRequest, ListFlagChangesRequest, RollbackFunctionsRequest,
+    get_booking_request,
 };
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry_proto::tonic::{
@@ -22,8 +23,9 @@ use tonic_reflection::pb::v1::{
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
-    helpers::{TestApp, spawn_app, wait_until},
-    otlp_collector::{Received, all_text, int_attribute, string_attribute, telemetry},
+    fixtures::{TourSpec, booking_request, create_tour},
+    helpers::{TestApp, assert_healthy, spawn_app, spawn_app_with, wait_until},
+    otlp_collector::{Received, all_text, bool_attribute, int_attribute, string_attribute, telemetry},
 };
 
 const EXPORT_DEADLINE: Duration = Duration::from_secs(10);
@@ -176,8 +178,8 @@ async fn health_checks_make_no_spans() {
     get_missing_booking(&app, caller.request(get_booking_request())).await;
 
     let spans = trace_with_server_span(&telemetry.received, &caller.trace_id).await;
-    let names: Vec<&str> = spans.iter().map(|span| span.name.as_str()).collect();
-    assert_eq!(names, ["booking.v1.BookingService/GetBooking"], "no health span");
+    let servers: Vec<&str> = server_spans(&spans).iter().map(|span| span.name.as_str()).collect();
+    assert_eq!(servers, ["booking.v1.BookingService/GetBooking"], "no health span: {:?}", names(&spans));
 }
 
 #[tokio::test]
@@ -206,17 +208,11 @@ async fn personal_data_in_a_request_reaches_neither_spans_nor_logs() {
     let caller = CallerTrace::new();
     let email = format!("ana.{}@example.com", uuid::Uuid::new_v4().simple());
     let phone = format!("+3460{:07}", rand::random_range(0..10_000_000));
-    let tour_id: uuid::Uuid = sqlx::query_scalar("select id from tours limit 1")
-        .fetch_optional(&app.pool)
-        .await
-        .expect("tours")
-        .unwrap_or_else(uuid::Uuid::new_v4);
-
-    let _ = app
-        .booking()
+    let tour = create_tour(&app.pool, TourSpec::default()).await;
+    app.booking()
         .create_booking(caller.request(CreateBookingRequest {
             request_id: uuid::Uuid::new_v4().to_string(),
-            tour_id: tour_id.to_string(),
+            tour_id: tour.tour_id.to_string(),
             num_adults: 2,
             num_children: 0,
             customer_name: "Ana López".to_owned(),
@@ -225,7 +221,8 @@ async fn personal_data_in_a_request_reaches_neither_spans_nor_logs() {
             hold_seconds: None,
             user_id: None,
         }))
-        .await;
+        .await
+        .expect("the booking is created");
 
     let spans = trace_with_server_span(&telemetry.received, &caller.trace_id).await;
     let digits = &phone[1..];
@@ -235,7 +232,8 @@ async fn personal_data_in_a_request_reaches_neither_spans_nor_logs() {
     }
     let logs = telemetry.logs.text();
     assert!(!logs.contains(&email) && !logs.contains(digits) && !logs.contains("López"));
-    crate::helpers::assert_healthy(&app.pool).await;
+    assert!(spans.iter().any(|span| span.name == "booking.create"), "the booking code ran");
+    assert_healthy(&app.pool).await;
 }
 
 #[tokio::test]
@@ -294,4 +292,165 @@ async fn rpc_latency_is_exported_as_a_histogram_by_service_method_and_status() {
         })
     })
     .await;
+}
+
+/// The spans of `trace` that `parent` is the parent of.
+fn children_of<'a>(spans: &'a [Span], parent: &Span) -> Vec<&'a Span> {
+    spans.iter().filter(|span| span.parent_span_id == parent.span_id).collect()
+}
+
+fn one_child<'a>(spans: &'a [Span], parent: &Span, name: &str) -> &'a Span {
+    let children: Vec<&Span> = children_of(spans, parent).into_iter().filter(|span| span.name == name).collect();
+    assert_eq!(children.len(), 1, "one {name} under {}: {:?}", parent.name, names(spans));
+    children[0]
+}
+
+fn names(spans: &[Span]) -> Vec<&str> {
+    spans.iter().map(|span| span.name.as_str()).collect()
+}
+
+/// Waits until `booking.create` of the trace has arrived too (it ends before
+/// the server span, but may travel in a different export batch).
+async fn booking_trace(received: &Received, trace_id: &[u8]) -> Vec<Span> {
+    wait_until("the booking spans reach the collector", EXPORT_DEADLINE, || async {
+        let spans = received.spans_of_trace(trace_id);
+        !server_spans(&spans).is_empty() && spans.iter().any(|span| span.name == "booking.create")
+    })
+    .await;
+    received.spans_of_trace(trace_id)
+}
+
+/// A flag evaluation answered from the cache made no query; one that was
+/// not made exactly one, `select feature_flags`.
+fn assert_flag_evaluation_is_honest_about_the_cache(spans: &[Span], evaluation: &Span) {
+    let cached = bool_attribute(&evaluation.attributes, "feature_flag.cached").expect("feature_flag.cached");
+    let queries: Vec<&str> = children_of(spans, evaluation)
+        .into_iter()
+        .filter(|span| span.name == "db.query")
+        .filter_map(|span| string_attribute(&span.attributes, "db.operation.name"))
+        .collect();
+    if cached {
+        assert!(queries.is_empty(), "a cached evaluation queried {queries:?}");
+    } else {
+        assert_eq!(queries, ["select feature_flags"]);
+    }
+}
+
+#[tokio::test]
+async fn a_create_booking_trace_shows_the_code_path_the_flag_and_the_database_call() {
+    let telemetry = telemetry();
+    // a long cache TTL: the repeated evaluation below must come from the cache
+    let app = spawn_app_with(|settings| settings.flag_cache_ttl_ms = 60_000).await;
+    let tour = create_tour(&app.pool, TourSpec::default()).await;
+
+    let mut traces = Vec::new();
+    for _ in 0..3 {
+        let caller = CallerTrace::new();
+        app.booking()
+            .create_booking(caller.request(booking_request(tour.tour_id)))
+            .await
+            .expect("the booking is created");
+        traces.push(caller);
+    }
+
+    for (index, caller) in traces.iter().enumerate() {
+        let spans = booking_trace(&telemetry.received, &caller.trace_id).await;
+        let server = server_spans(&spans)[0];
+        assert_eq!(server.name, "booking.v1.BookingService/CreateBooking");
+        assert_eq!(server.parent_span_id, caller.span_id.to_vec());
+        assert_eq!(int_attribute(&server.attributes, "rpc.grpc.status_code"), Some(0));
+
+        let create = one_child(&spans, server, "booking.create");
+        assert_eq!(string_attribute(&create.attributes, "booking.code_path"), Some("atomic"));
+        assert_ne!(create.status.as_ref().map(|s| s.code), Some(StatusCode::Error as i32));
+
+        let evaluation = one_child(&spans, create, "feature_flag.evaluate");
+        let flag = &evaluation.attributes;
+        assert_eq!(string_attribute(flag, "feature_flag.key"), Some("use_legacy_booking_service"));
+        assert_eq!(string_attribute(flag, "feature_flag.provider_name"), Some("bookingd"));
+        assert_eq!(bool_attribute(flag, "feature_flag.result.value"), Some(false));
+        assert_eq!(string_attribute(flag, "feature_flag.source"), Some("default"), "no row, no pin");
+        assert_flag_evaluation_is_honest_about_the_cache(&spans, evaluation);
+        if index == traces.len() - 1 {
+            assert_eq!(bool_attribute(flag, "feature_flag.cached"), Some(true), "a repeated evaluation is cached");
+        }
+
+        let query = one_child(&spans, create, "db.query");
+        assert_eq!(string_attribute(&query.attributes, "db.system"), Some("postgresql"));
+        assert_eq!(string_attribute(&query.attributes, "db.operation.name"), Some("create_booking_atomic"));
+        assert!(query.start_time_unix_nano >= create.start_time_unix_nano);
+        assert!(query.end_time_unix_nano <= create.end_time_unix_nano, "children end within their parent");
+    }
+    assert_healthy(&app.pool).await;
+}
+
+#[tokio::test]
+async fn a_sold_out_booking_is_an_error_on_the_server_span_and_on_booking_create() {
+    let telemetry = telemetry();
+    let app = spawn_app().await;
+    let tour = create_tour(&app.pool, TourSpec { capacity: 1, ..TourSpec::default() }).await;
+    app.booking().create_booking(booking_request(tour.tour_id)).await.expect("the last seat");
+    let caller = CallerTrace::new();
+
+    let status =
+        app.booking().create_booking(caller.request(booking_request(tour.tour_id))).await.expect_err("sold out");
+
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(trace_id_header(status.metadata()), caller.trace_id_hex());
+    let spans = booking_trace(&telemetry.received, &caller.trace_id).await;
+    let server = server_spans(&spans)[0];
+    assert_eq!(int_attribute(&server.attributes, "rpc.grpc.status_code"), Some(9));
+    assert_eq!(server.status.as_ref().map(|s| s.code), Some(StatusCode::Error as i32));
+    let create = one_child(&spans, server, "booking.create");
+    assert_eq!(string_attribute(&create.attributes, "error.type"), Some("SOLD_OUT"));
+    assert_eq!(string_attribute(&create.attributes, "booking.code_path"), Some("atomic"));
+    assert_eq!(create.status.as_ref().map(|s| s.code), Some(StatusCode::Error as i32));
+    assert_healthy(&app.pool).await;
+}
+
+#[tokio::test]
+async fn a_pinned_legacy_path_shows_in_the_trace_with_its_environment_flag() {
+    let telemetry = telemetry();
+    let app = spawn_app_with(|settings| settings.use_legacy_booking_service = Some(true)).await;
+    let tour = create_tour(&app.pool, TourSpec::default()).await;
+    let caller = CallerTrace::new();
+
+    app.booking().create_booking(caller.request(booking_request(tour.tour_id))).await.expect("created");
+
+    let spans = booking_trace(&telemetry.received, &caller.trace_id).await;
+    let create = one_child(&spans, server_spans(&spans)[0], "booking.create");
+    assert_eq!(string_attribute(&create.attributes, "booking.code_path"), Some("legacy"));
+    let evaluation = one_child(&spans, create, "feature_flag.evaluate");
+    assert_eq!(string_attribute(&evaluation.attributes, "feature_flag.source"), Some("environment"));
+    assert_eq!(bool_attribute(&evaluation.attributes, "feature_flag.cached"), Some(true));
+    assert_eq!(bool_attribute(&evaluation.attributes, "feature_flag.result.value"), Some(true));
+    let operations: Vec<&str> = children_of(&spans, create)
+        .into_iter()
+        .filter(|span| span.name == "db.query")
+        .filter_map(|span| string_attribute(&span.attributes, "db.operation.name"))
+        .collect();
+    assert!(!operations.is_empty() && !operations.contains(&"create_booking_atomic"), "{operations:?}");
+    assert_healthy(&app.pool).await;
+}
+
+#[tokio::test]
+async fn a_fallback_to_legacy_after_the_functions_are_dropped_is_a_span_with_its_reason() {
+    let telemetry = telemetry();
+    let app = spawn_app().await;
+    let tour = create_tour(&app.pool, TourSpec::default()).await;
+    app.admin()
+        .rollback_functions(RollbackFunctionsRequest { reason: "telemetry test".into() })
+        .await
+        .expect("rollback");
+    let caller = CallerTrace::new();
+
+    app.booking().create_booking(caller.request(booking_request(tour.tour_id))).await.expect("served by legacy");
+
+    let spans = booking_trace(&telemetry.received, &caller.trace_id).await;
+    let create = one_child(&spans, server_spans(&spans)[0], "booking.create");
+    assert_eq!(string_attribute(&create.attributes, "booking.code_path"), Some("legacy"));
+    let fallback = one_child(&spans, create, "booking.fallback");
+    let reason = string_attribute(&fallback.attributes, "booking.fallback.reason");
+    assert!(matches!(reason, Some("function_missing" | "atomic_unavailable")), "{reason:?}");
+    assert_healthy(&app.pool).await;
 }
