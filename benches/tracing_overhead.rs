@@ -13,9 +13,13 @@
 //! cargo bench --bench tracing_overhead -- --rounds 20 --round-ms 3000 --concurrency 32
 //! ```
 //!
-//! Workload `get-booking` (default): GetBooking of a random missing id, one
-//! cheap RPC each; the smaller the handler's own cost, the larger tracing's
-//! share, so this is the harsh case.
+//! Workloads (`--workload`):
+//! - `create-cancel` (default): CreateBooking of one seat on a large tour
+//!   (atomic path), then CancelBooking of it; two RPCs, one "request" each,
+//!   both writing through a transaction.
+//! - `get-booking`: GetBooking of a random missing id (one indexed lookup);
+//!   the smaller the handler's own cost, the larger tracing's share, so this
+//!   is the harsh case.
 
 use std::{
     path::PathBuf,
@@ -29,7 +33,10 @@ use std::{
 
 use bookingd::{
     embedded_pg::{EmbeddedPgOptions, EmbeddedPostgres, free_port},
-    proto::v1::{GetBookingRequest, booking_service_client::BookingServiceClient, get_booking_request},
+    proto::v1::{
+        CancelBookingRequest, CreateBookingRequest, GetBookingRequest, booking_service_client::BookingServiceClient,
+        get_booking_request,
+    },
 };
 use opentelemetry_proto::tonic::collector::{
     metrics::v1::{
@@ -45,22 +52,41 @@ use sqlx::{Connection, Executor};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Workload {
+    CreateCancel,
+    GetBooking,
+}
+
 struct Options {
     rounds: usize,
     round: Duration,
     concurrency: usize,
+    workload: Workload,
 }
 
 impl Options {
     fn from_args() -> Options {
-        let mut options = Options { rounds: 10, round: Duration::from_millis(2000), concurrency: 16 };
+        let mut options = Options {
+            rounds: 10,
+            round: Duration::from_millis(2000),
+            concurrency: 16,
+            workload: Workload::CreateCancel,
+        };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
-            let mut value = || args.next().and_then(|v| v.parse::<u64>().ok()).expect("a number after the flag");
+            let mut number = || args.next().and_then(|v| v.parse::<u64>().ok()).expect("a number after the flag");
             match arg.as_str() {
-                "--rounds" => options.rounds = value() as usize,
-                "--round-ms" => options.round = Duration::from_millis(value()),
-                "--concurrency" => options.concurrency = value() as usize,
+                "--rounds" => options.rounds = number() as usize,
+                "--round-ms" => options.round = Duration::from_millis(number()),
+                "--concurrency" => options.concurrency = number() as usize,
+                "--workload" => {
+                    options.workload = match args.next().as_deref() {
+                        Some("create-cancel") => Workload::CreateCancel,
+                        Some("get-booking") => Workload::GetBooking,
+                        other => panic!("--workload create-cancel|get-booking, not {other:?}"),
+                    }
+                }
                 // cargo bench passes --bench; ignore what is not ours
                 _ => {}
             }
@@ -103,6 +129,7 @@ struct Server {
     name: &'static str,
     child: Child,
     addr: String,
+    database_url: String,
 }
 
 impl Server {
@@ -130,7 +157,7 @@ impl Server {
                 .env("OTEL_METRIC_EXPORT_INTERVAL", "5000");
         }
         let child = command.spawn().expect("start bookingd");
-        Server { name, child, addr: format!("http://127.0.0.1:{port}") }
+        Server { name, child, addr: format!("http://127.0.0.1:{port}"), database_url: database_url.to_owned() }
     }
 
     async fn wait_until_serving(&self) -> Channel {
@@ -150,6 +177,27 @@ impl Server {
     }
 }
 
+/// A tour big enough that the create-cancel callers never sell it out.
+async fn create_bench_tour(database_url: &str) -> uuid::Uuid {
+    let mut db = sqlx::PgConnection::connect(database_url).await.expect("connect bench database");
+    let operator: uuid::Uuid = sqlx::query_scalar(
+        "insert into operators (company_name, commission_rate) values ('Bench Tours', 10) returning id",
+    )
+    .fetch_one(&mut db)
+    .await
+    .expect("insert operator");
+    sqlx::query_scalar(
+        "insert into tours (operator_id, is_template, tour_name, tour_date, time_slot, max_capacity,
+                            available_spots, adult_price_cents, child_price_cents, commission_rate, status)
+         values ($1, false, 'Bench Walk', current_date + 7, '10:00', 1000000, 1000000, 4500, 2250, 12.5, 'active')
+         returning id",
+    )
+    .bind(operator)
+    .fetch_one(&mut db)
+    .await
+    .expect("insert tour")
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         // SAFETY: signalling our own child process by pid.
@@ -159,8 +207,8 @@ impl Drop for Server {
 }
 
 /// Drives `concurrency` callers against `addr` for `duration`; returns the
-/// number of completed calls (each answered with a status, as expected).
-async fn round(addr: &str, concurrency: usize, duration: Duration) -> u64 {
+/// number of completed requests (answered as expected).
+async fn round(addr: &str, workload: Workload, tour_id: uuid::Uuid, concurrency: usize, duration: Duration) -> u64 {
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut callers = Vec::with_capacity(concurrency);
@@ -170,14 +218,11 @@ async fn round(addr: &str, concurrency: usize, duration: Duration) -> u64 {
         callers.push(tokio::spawn(async move {
             let mut client = BookingServiceClient::new(channel);
             while !stop.load(Ordering::Relaxed) {
-                let request = GetBookingRequest {
-                    key: Some(get_booking_request::Key::BookingId(uuid::Uuid::new_v4().to_string())),
+                let completed = match workload {
+                    Workload::GetBooking => get_missing_booking(&mut client).await,
+                    Workload::CreateCancel => create_and_cancel(&mut client, tour_id).await,
                 };
-                match client.get_booking(request).await {
-                    Ok(_) => panic!("a random booking id exists"),
-                    Err(status) if status.code() == tonic::Code::Unavailable => panic!("server unavailable: {status}"),
-                    Err(_) => done.fetch_add(1, Ordering::Relaxed),
-                };
+                done.fetch_add(completed, Ordering::Relaxed);
             }
         }));
     }
@@ -187,6 +232,38 @@ async fn round(addr: &str, concurrency: usize, duration: Duration) -> u64 {
         caller.await.expect("caller");
     }
     done.load(Ordering::Relaxed)
+}
+
+async fn get_missing_booking(client: &mut BookingServiceClient<Channel>) -> u64 {
+    let request =
+        GetBookingRequest { key: Some(get_booking_request::Key::BookingId(uuid::Uuid::new_v4().to_string())) };
+    let status = client.get_booking(request).await.expect_err("a random booking id does not exist");
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status}");
+    1
+}
+
+async fn create_and_cancel(client: &mut BookingServiceClient<Channel>, tour_id: uuid::Uuid) -> u64 {
+    let created = client
+        .create_booking(CreateBookingRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            tour_id: tour_id.to_string(),
+            num_adults: 1,
+            num_children: 0,
+            customer_name: "Bench Caller".into(),
+            customer_email: "bench@example.com".into(),
+            customer_whatsapp: String::new(),
+            hold_seconds: None,
+            user_id: None,
+        })
+        .await
+        .expect("booking created")
+        .into_inner();
+    let booking_id = created.booking.expect("a booking").id;
+    client
+        .cancel_booking(CancelBookingRequest { booking_id, reason: "bench".into() })
+        .await
+        .expect("booking cancelled");
+    2
 }
 
 fn main() {
@@ -223,15 +300,18 @@ fn main() {
         let plain = Server::start("plain", &postgres.url("bench_plain"), None);
         traced.wait_until_serving().await;
         plain.wait_until_serving().await;
+        let traced_tour = create_bench_tour(&traced.database_url).await;
+        let plain_tour = create_bench_tour(&plain.database_url).await;
+        let tour_of = |server: &Server| if server.name == "traced" { traced_tour } else { plain_tour };
 
         // warm-up: connections, caches, the page cache of both databases
         for server in [&traced, &plain] {
-            round(&server.addr, options.concurrency, Duration::from_millis(500)).await;
+            round(&server.addr, options.workload, tour_of(server), options.concurrency, Duration::from_millis(1000)).await;
         }
 
         println!(
-            "tracing overhead: {} rounds x {:?} per configuration, {} concurrent callers, GetBooking (missing id)",
-            options.rounds, options.round, options.concurrency
+            "tracing overhead: {} rounds x {:?} per configuration, {} concurrent callers, workload {:?}",
+            options.rounds, options.round, options.concurrency, options.workload
         );
         println!("{:>5} {:>12} {:>12} {:>7}", "round", "traced req/s", "plain req/s", "ratio");
         let (mut traced_total, mut plain_total) = (0u64, 0u64);
@@ -241,7 +321,8 @@ fn main() {
             let order: [&Server; 2] = if index % 2 == 0 { [&traced, &plain] } else { [&plain, &traced] };
             let mut counts = [0u64; 2];
             for server in order {
-                let count = round(&server.addr, options.concurrency, options.round).await;
+                let count =
+                    round(&server.addr, options.workload, tour_of(server), options.concurrency, options.round).await;
                 counts[usize::from(server.name == "plain")] = count;
             }
             traced_total += counts[0];
@@ -264,7 +345,11 @@ fn main() {
         );
         drop(traced);
         drop(plain);
-        println!("spans received by the OTLP sink: {} (traced requests: {traced_total})", sink.spans.load(Ordering::Relaxed));
+        let spans = sink.spans.load(Ordering::Relaxed);
+        println!(
+            "spans received by the OTLP sink: {spans} ({:.1} per traced request, warm-up included)",
+            spans as f64 / traced_total.max(1) as f64
+        );
     });
     drop(postgres);
     let _ = std::fs::remove_dir_all(data_dir);
