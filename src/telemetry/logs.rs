@@ -1,8 +1,8 @@
 //! Log lines: the standard `tracing-subscriber` text or JSON format, plus the
 //! trace and span id of the request, with personal data masked.
 //!
-//! Ids come from the active OpenTelemetry context when the OTel layer is
-//! installed (so a line names the innermost span, as Jaeger shows it), else
+//! Ids come from the innermost span's OpenTelemetry context when the OTel
+//! layer is installed (so a line names the span Jaeger shows it under), else
 //! from the ids the RPC layer gave the request's server span.
 
 use std::fmt::{self, Write as _};
@@ -69,13 +69,25 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    let cx = opentelemetry::Context::current();
-    let span = cx.span();
-    let context = span.span_context();
-    if context.is_valid() {
-        return Some((context.trace_id(), context.span_id()));
+    let scope = ctx.event_scope()?;
+    // only log lines pay for this lookup, not every span entry (the OTel
+    // layer runs without context activation, see `init_with`)
+    let dispatch = tracing::dispatcher::get_default(|dispatch| dispatch.clone());
+    let mut request = None;
+    for span in scope {
+        if let Some(cx) = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch) {
+            let otel_span = cx.span();
+            let context = otel_span.span_context();
+            if context.is_valid() {
+                return Some((context.trace_id(), context.span_id()));
+            }
+        }
+        if let Some(ids) = span.extensions().get::<RequestTrace>() {
+            request = Some((ids.trace_id, ids.span_id));
+            break;
+        }
     }
-    ctx.event_scope()?.find_map(|span| span.extensions().get::<RequestTrace>().map(|ids| (ids.trace_id, ids.span_id)))
+    request
 }
 
 #[cfg(test)]
