@@ -188,20 +188,21 @@ pub fn init_with(options: TelemetryOptions) -> Result<TelemetryGuard, TelemetryE
             .with_writer(writer)
             .boxed(),
     };
-    let trace_layer = guard
-        .tracer_provider
-        .as_ref()
-        .map(|provider| {
-            tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("bookingd"))
-                // Each of these costs on every poll of an instrumented future
-                // (attach/detach a context, two clock reads) or every span (a
-                // thread-name string); the tracing overhead benchmark showed
-                // them. Log lines look the OTel context up themselves.
-                .with_context_activation(false)
-                .with_tracked_inactivity(false)
-                .with_threads(false)
-        });
+    let trace_layer = guard.tracer_provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("bookingd"))
+            // Each of these costs on every poll of an instrumented future
+            // (attach/detach a context, two clock reads) or on every span
+            // (a thread-name string); the tracing overhead benchmark
+            // showed them. Log lines look the OTel context up themselves.
+            .with_context_activation(false)
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            // span names and db.operation.name say where a span comes
+            // from; four more strings per span buy little
+            .with_location(false)
+            .with_target(false)
+    });
     // One global filter for logs and spans alike. Per-layer filters would let
     // RUST_LOG=warn keep exporting INFO spans, but tracing-subscriber 0.3.23
     // leaks per-layer filter state across callsites (a span right after a
