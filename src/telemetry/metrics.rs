@@ -18,12 +18,14 @@
 //! | (the RPC layer) | `rpc.server.duration` (histogram, ms) | `rpc.system`, `rpc.service`, `rpc.method`, `rpc.grpc.status_code` |
 //! | [`sample_db_pool`] (startup) | `db.client.connection.count` (gauge, `db.client.connection.state` = `used`/`idle`), `db.client.connection.max` | `db.client.connection.pool.name` |
 //!
-//! Where they belong: `booking::service::create` calls `booking_outcome` once
-//! per request with the path that served it (a replayed idempotency key is
-//! `replayed`, a refusal is its reason), and `atomic_fallback` where it
-//! switches to legacy because the function is missing; the flag store calls
-//! `flag_flip` when a change it made or heard of (NOTIFY) alters the value;
-//! the integrity runner calls `check_result` as each check finishes.
+//! Wired today: `booking::service` (`booking_outcome` once per CreateBooking
+//! that reached a path, a replayed idempotency key counting as `replayed`;
+//! `atomic_fallback` with `function_missing`, `interrupted` or
+//! `atomic_unavailable`), `flags::cache` (`flag_flip` when a value this
+//! instance reads, writes or hears of by NOTIFY differs from the last one),
+//! `integrity::runner` (`check_result` as each check finishes), startup
+//! (`sample_db_pool`). Requests refused before a path was chosen (malformed
+//! input) are not counted in `bookingd.bookings`.
 
 use std::{
     sync::OnceLock,

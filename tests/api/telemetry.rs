@@ -454,3 +454,32 @@ async fn a_fallback_to_legacy_after_the_functions_are_dropped_is_a_span_with_its
     assert!(matches!(reason, Some("function_missing" | "atomic_unavailable")), "{reason:?}");
     assert_healthy(&app.pool).await;
 }
+
+#[tokio::test]
+async fn bookings_are_counted_by_code_path_and_outcome() {
+    let telemetry = telemetry();
+    let app = spawn_app_with(|settings| settings.use_legacy_booking_service = Some(true)).await;
+    let tour = create_tour(&app.pool, TourSpec { capacity: 1, ..TourSpec::default() }).await;
+
+    app.booking().create_booking(booking_request(tour.tour_id)).await.expect("the last seat");
+    app.booking().create_booking(booking_request(tour.tour_id)).await.expect_err("sold out");
+
+    for outcome in ["created", "sold_out"] {
+        wait_until(
+            &format!("bookingd.bookings{{legacy, {outcome}}} reaches the collector"),
+            EXPORT_DEADLINE,
+            || async {
+                telemetry.received.metrics_named("bookingd.bookings").iter().any(|metric| {
+                    let Some(Data::Sum(sum)) = &metric.data else { return false };
+                    sum.is_monotonic
+                        && sum.data_points.iter().any(|point| {
+                            string_attribute(&point.attributes, "booking.code_path") == Some("legacy")
+                                && string_attribute(&point.attributes, "booking.outcome") == Some(outcome)
+                        })
+                })
+            },
+        )
+        .await;
+    }
+    assert_healthy(&app.pool).await;
+}
