@@ -15,7 +15,15 @@ use secrecy::SecretString;
 #[tokio::main]
 async fn main() -> ExitCode {
     let mut settings = Settings::parse();
-    telemetry::init(settings.log_format);
+    // Kept until after the server and the database have stopped: dropping it
+    // flushes the last spans and metrics.
+    let _telemetry = match telemetry::init(settings.log_format) {
+        Ok(guard) => guard,
+        Err(problem) => {
+            eprintln!("bookingd: invalid telemetry configuration: {problem}");
+            return ExitCode::from(2);
+        }
+    };
     if let Err(problem) = settings.validate() {
         eprintln!("bookingd: invalid configuration: {problem}");
         return ExitCode::from(2);

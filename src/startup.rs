@@ -31,6 +31,7 @@ use crate::{
             integrity_service_server::IntegrityServiceServer,
         },
     },
+    telemetry::RpcTraceLayer,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -106,8 +107,16 @@ impl Application {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
 
+        background.spawn(crate::telemetry::metrics::sample_db_pool(
+            pool.clone(),
+            settings.db_max_connections,
+            Duration::from_secs(10),
+            stop.clone(),
+        ));
+
         let router = Server::builder()
             .timeout(settings.request_timeout())
+            .layer(RpcTraceLayer::new())
             .add_service(health_service)
             .add_service(reflection)
             .add_service(BookingServiceServer::new(BookingApi::new(bookings)))

@@ -22,6 +22,7 @@ use crate::{
         },
     },
     flags::Flags,
+    telemetry::metrics,
 };
 
 pub use crate::booking::{catalog::TourQuery, journey::JourneyQuery};
@@ -99,7 +100,12 @@ impl Bookings {
     #[tracing::instrument(
         name = "booking.create",
         skip_all,
-        fields(booking.code_path = tracing::field::Empty, booking.replayed = tracing::field::Empty)
+        fields(
+            booking.code_path = tracing::field::Empty,
+            booking.replayed = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        )
     )]
     pub async fn create(&self, input: CreateBookingInput) -> Result<Created, BookingError> {
         let request = BookingRequest::parse(&input, &self.rules).map_err(BookingError::InvalidRequest)?;
@@ -114,8 +120,13 @@ impl Bookings {
         match &result {
             Ok(created) => {
                 span.record("booking.replayed", created.replayed);
+                metrics::booking_outcome(path.as_str(), if created.replayed { "replayed" } else { "created" });
             }
             Err(error) => {
+                // a refusal is an error on this span, with its reason
+                span.record("error.type", error.reason_code());
+                span.record("otel.status_code", "ERROR");
+                metrics::booking_outcome(path.as_str(), outcome_of(error));
                 if error.is_recorded_creation_failure() {
                     store::record_creation_failed(&self.pool, error.reason_code(), tour_id, path).await;
                 }
@@ -140,7 +151,7 @@ impl Bookings {
         prepared: &PreparedBooking,
     ) -> (CodePath, Result<Created, BookingError>) {
         if wanted == CodePath::Atomic {
-            if self.atomic_path.is_available() {
+            let reason = if self.atomic_path.is_available() {
                 let called_at = Instant::now();
                 match atomic::create(&self.pool, prepared).await {
                     Ok(created) => return (CodePath::Atomic, Ok(created)),
@@ -148,15 +159,21 @@ impl Bookings {
                     // the failed call wrote nothing: serving it through legacy is safe
                     Err(AtomicFailure::PathUnavailable(detail)) => {
                         self.atomic_path.mark_unavailable(&self.pool, &detail, called_at).await;
+                        "function_missing"
                     }
                     Err(AtomicFailure::Interrupted(detail)) => {
                         tracing::warn!(detail, "atomic call raced a change of the database functions");
+                        "interrupted"
                     }
                 }
-            }
-            tracing::info_span!("booking.fallback", from = "atomic", to = "legacy").in_scope(|| {
-                tracing::debug!("atomic path unavailable, serving through the legacy path");
-            });
+            } else {
+                "atomic_unavailable"
+            };
+            metrics::atomic_fallback(reason);
+            tracing::info_span!("booking.fallback", from = "atomic", to = "legacy", booking.fallback.reason = reason)
+                .in_scope(|| {
+                    tracing::debug!("atomic path unavailable, serving through the legacy path");
+                });
         }
         (CodePath::Legacy, legacy::create(&self.pool, prepared).await)
     }
@@ -285,4 +302,15 @@ fn parse_cancellation_reason(raw: &str) -> Result<Option<&str>, BookingError> {
     }
     let trimmed = raw.trim();
     Ok((!trimmed.is_empty()).then_some(trimmed))
+}
+
+/// The `bookingd.bookings` outcome of a failed creation.
+fn outcome_of(error: &BookingError) -> &'static str {
+    match error {
+        BookingError::SoldOut { .. } => "sold_out",
+        BookingError::Internal { .. } | BookingError::DatabaseUnavailable { .. } | BookingError::Contention { .. } => {
+            "failed"
+        }
+        _ => "refused",
+    }
 }

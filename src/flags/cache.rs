@@ -90,6 +90,10 @@ impl FlagCache {
     pub fn remember(&self, key: &'static str, generation: u64, known: &Known) {
         let mut last = self.slot(key).last_known.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if last.as_ref().is_none_or(|(seen, _)| *seen <= generation) {
+            // a flip this instance made or heard of (NOTIFY, TTL reread)
+            if last.as_ref().is_some_and(|(_, previous)| previous.enabled != known.enabled) {
+                crate::telemetry::metrics::flag_flip(key, known.enabled);
+            }
             *last = Some((generation, known.clone()));
         }
     }

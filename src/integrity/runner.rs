@@ -231,7 +231,9 @@ impl IntegrityRunner {
                     (CheckStatus::Error, error.safe_message, None)
                 }
             };
-            tracing::Span::current().record("check.status", format!("{status:?}").to_lowercase());
+            let status_name = format!("{status:?}").to_lowercase();
+            tracing::Span::current().record("check.status", status_name.as_str());
+            crate::telemetry::metrics::check_result(check.name, &status_name);
             let (violation_count, observed, samples) = match observation {
                 Some(o) => (o.violation_count, o.observed, o.samples),
                 None if status == CheckStatus::Fail => (1, None, Vec::new()),

@@ -13,3 +13,5 @@ mod flags;
 mod foundation;
 mod helpers;
 mod integrity;
+mod otlp_collector;
+mod telemetry;
