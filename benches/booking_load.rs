@@ -224,7 +224,7 @@ UPDATE bookings SET booking_status = 'cancelled', cancelled_at = now(), updated_
 ";
     let legacy = "SELECT id AS tour_id FROM bench_tours WHERE n = :t \\gset
 BEGIN;
-SELECT available_spots, schedule_id, operator_id, adult_price_cents, commission_rate FROM tours WHERE id = ':tour_id' FOR UPDATE;
+SELECT available_spots, origin_schedule_id, operator_id, adult_price_cents, commission_rate FROM tours WHERE id = ':tour_id' FOR UPDATE;
 SELECT id FROM bookings WHERE request_id = 'none';
 UPDATE tours SET available_spots = available_spots - 2, updated_at = now() WHERE id = ':tour_id' AND available_spots >= 2;
 INSERT INTO bookings (booking_reference, request_id, request_fingerprint, tour_id, operator_id, customer_name, customer_email, num_adults, num_children, subtotal, commission_amount, total_amount, applied_commission_rate, booking_status, code_path, hold_expires_at) SELECT 'PB-' || md5(random()::text), 'pgbench-' || gen_random_uuid(), 'pgbench', id, operator_id, 'Bench Guest', 'bench@example.com', 2, 0, 9000, 1125, 9000, 12.5, 'pending', 'legacy', now() + interval '30 minutes' FROM tours WHERE id = ':tour_id' RETURNING id AS booking_id \\gset

@@ -253,3 +253,63 @@ async fn sold_out_says_how_many_seats_are_left() {
     assert!(refusal.message().contains("2 left"), "{}", refusal.message());
     assert_healthy(&app.pool).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operators_roll_back_and_redeploy_through_the_admin_api_while_bookings_flow() {
+    // Arrange: bookings made on the atomic path, to be cancelled while the
+    // trigger is gone (the application must give their seats back)
+    let app = spawn_app().await;
+    let tour = create_tour(&app.pool, TourSpec { capacity: SEATS, ..TourSpec::default() }).await;
+    let side_tour = create_tour(&app.pool, TourSpec { capacity: 40, ..TourSpec::default() }).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(create_ok(&app, booking_request(side_tour.tour_id)).await);
+    }
+    assert!(held.iter().all(|b| b.code_path() == CodePath::Atomic));
+
+    let rolled_back = async {
+        let response = app
+            .admin()
+            .rollback_functions(bookingd::proto::v1::RollbackFunctionsRequest { reason: "incident drill".into() })
+            .await
+            .expect("rollback")
+            .into_inner();
+        assert!(response.checks.iter().any(|c| !c.passed), "post-deployment checks report the functions gone");
+        for booking in &held {
+            assert!(cancel(&app, &booking.id).await.seats_released, "seats come back without the trigger");
+        }
+        let during = create_ok(&app, booking_request(side_tour.tour_id)).await;
+        assert_eq!(during.code_path(), CodePath::Legacy, "served by the fallback while the functions are gone");
+        assert!(cancel(&app, &during.id).await.seats_released);
+    };
+    let redeployed = async {
+        let response = app
+            .admin()
+            .deploy_functions(bookingd::proto::v1::DeployFunctionsRequest { reason: "incident over".into() })
+            .await
+            .expect("deploy")
+            .into_inner();
+        assert!(response.checks.iter().all(|c| c.passed), "{:?}", response.checks);
+        wait_until("atomic path SERVING again", Duration::from_secs(10), || async {
+            health_of(&app, ATOMIC_PATH).await == Some(ServingStatus::Serving)
+        })
+        .await;
+    };
+
+    // Act
+    let outcome = storm(
+        &app,
+        tour.tour_id,
+        REQUESTS,
+        CONNECTIONS,
+        vec![Interlude::new(30, rolled_back), Interlude::new(150, redeployed)],
+    )
+    .await;
+
+    // Assert: nothing oversold, nothing lost, seats of the cancelled holds back exactly once
+    assert_sold_exactly(&app, tour.tour_id, SEATS, REQUESTS, &outcome).await;
+    assert_eq!(available_spots(&app.pool, side_tour.tour_id).await, 40);
+    let after = create_ok(&app, booking_request(side_tour.tour_id)).await;
+    assert_eq!(after.code_path(), CodePath::Atomic, "the atomic path is used again once redeployed");
+    assert_healthy(&app.pool).await;
+}

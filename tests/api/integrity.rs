@@ -435,6 +435,36 @@ async fn creation_failure_rate_warns_on_a_few_failures_and_fails_above_five_an_h
 }
 
 #[tokio::test]
+async fn sold_out_refusals_are_reported_but_do_not_count_as_creation_failures() {
+    let app = spawn_app().await;
+    healthy_catalog(&app.pool).await;
+    sqlx::query(
+        "insert into audit_logs (table_name, record_id, action, details)
+         select 'bookings', null, 'creation_failed', jsonb_build_object('reason', 'SOLD_OUT', 'code_path', 'atomic')
+         from generate_series(1, 20)",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("record refusals");
+
+    let result = run_check(&app, "creation_failure_rate").await;
+
+    assert_status(&result, CheckStatus::Pass);
+    assert_eq!(result.violation_count, 0);
+    sqlx::query(
+        "insert into audit_logs (table_name, action, details)
+         values ('bookings', 'creation_failed', jsonb_build_object('reason', 'INTERNAL', 'code_path', 'atomic'))",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("record a failure");
+    let with_failure = run_check(&app, "creation_failure_rate").await;
+    assert_status(&with_failure, CheckStatus::Warn);
+    assert_eq!(with_failure.violation_count, 1);
+    assert_healthy(&app.pool).await;
+}
+
+#[tokio::test]
 async fn journey_data_quality_fails_when_the_view_loses_a_template_booking_or_disappears() {
     let app = spawn_app().await;
     let catalog = healthy_catalog(&app.pool).await;
