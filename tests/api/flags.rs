@@ -485,7 +485,7 @@ async fn a_flip_made_while_the_listener_reconnects_is_not_lost() {
     .execute(&app.pool)
     .await
     .expect("terminate the listener");
-    wait_until("the old listener session is gone", Duration::from_secs(5), || async {
+    wait_until("the old listener session is gone", Duration::from_secs(20), || async {
         listeners_on(&app.pool).await == 0
     })
     .await;
