@@ -596,31 +596,34 @@ async fn count_relations(conn: &mut PgConnection) -> Result<i64, BackupError> {
 
 /// `create database`, with the name quoted by the server (`format('%I')`).
 async fn create_database(server_url: &str, name: &str) -> Result<(), BackupError> {
-    let mut conn = PgConnection::connect(server_url).await.map_err(BackupError::db("connecting to the server"))?;
-    let statement: String = sqlx::query_scalar("select format('create database %I', $1::text)")
-        .bind(name)
-        .fetch_one(&mut conn)
-        .await
-        .map_err(BackupError::db("quoting the database name"))?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-        .execute(&mut conn)
-        .await
-        .map_err(BackupError::db("creating a database"))?;
-    let _ = conn.close().await;
-    Ok(())
+    database_ddl(server_url, "select format('create database %I', $1::text)", name, "creating a database").await
 }
 
 async fn drop_database(server_url: &str, name: &str) -> Result<(), BackupError> {
+    database_ddl(
+        server_url,
+        "select format('drop database if exists %I with (force)', $1::text)",
+        name,
+        "dropping a database",
+    )
+    .await
+}
+
+/// Runs a database-level statement built by `template` (a `format` call
+/// quoting the name server-side) on its own connection to the server.
+async fn database_ddl(
+    server_url: &str,
+    template: &'static str,
+    name: &str,
+    action: &'static str,
+) -> Result<(), BackupError> {
     let mut conn = PgConnection::connect(server_url).await.map_err(BackupError::db("connecting to the server"))?;
-    let statement: String = sqlx::query_scalar("select format('drop database if exists %I with (force)', $1::text)")
+    let statement: String = sqlx::query_scalar(template)
         .bind(name)
         .fetch_one(&mut conn)
         .await
         .map_err(BackupError::db("quoting the database name"))?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-        .execute(&mut conn)
-        .await
-        .map_err(BackupError::db("dropping a database"))?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut conn).await.map_err(BackupError::db(action))?;
     let _ = conn.close().await;
     Ok(())
 }
