@@ -50,6 +50,10 @@ pub enum StartupError {
     Serve(#[from] tonic::transport::Error),
 }
 
+/// How long a server started with `--migrate-on-start false` waits for the
+/// schema to become current before giving up.
+const MIGRATION_WAIT: Duration = Duration::from_secs(120);
+
 type ServeFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
 
 pub struct Application {
@@ -65,19 +69,11 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let url = settings.database_url.as_ref().ok_or(StartupError::NoDatabase)?;
         let pool = db::connect(url.expose_secret(), settings.db_max_connections, Duration::from_secs(15)).await?;
-        db::migrate(&pool).await?;
-        if db::functions::deploy_on_first_start(&pool)
-            .await
-            .map_err(|source| DbSetupError::Query { action: "deploying the database functions", source })?
-        {
-            tracing::info!("deployed create_booking_atomic and restore_availability_trigger");
-        }
-        if settings.seed_demo.unwrap_or(false)
-            && db::seed::seed_demo_catalog(&pool)
-                .await
-                .map_err(|source| DbSetupError::Query { action: "loading the demo catalog", source })?
-        {
-            tracing::info!("loaded the demo catalog");
+        // one process at a time (advisory lock), or wait for `bookingd migrate`
+        if settings.migrate_on_start {
+            db::schema::prepare(&pool, settings.seed_demo.unwrap_or(false)).await?;
+        } else {
+            db::schema::wait_until_current(&pool, MIGRATION_WAIT).await?;
         }
 
         let listener = TcpListener::bind(settings.listen_addr)
@@ -91,6 +87,7 @@ impl Application {
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let health = Health::new(health_reporter);
+        health.set(crate::grpc::health::LIVENESS, true).await;
         for name in crate::grpc::health::DATABASE_BACKED {
             health.set(name, true).await;
         }

@@ -2,6 +2,7 @@
 //! functions, and the demo catalog.
 
 pub mod functions;
+pub mod schema;
 pub mod seed;
 
 use std::time::{Duration, Instant};
@@ -19,6 +20,10 @@ pub enum DbSetupError {
     Unreachable { target: String, waited: Duration, source: sqlx::Error },
     #[error("migrating the schema failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "the schema is not current: {pending} migration(s) still missing after waiting {waited:?} (run `bookingd migrate`)"
+    )]
+    NotMigrated { pending: usize, waited: Duration },
     #[error("database error while {action}: {source}")]
     Query { action: &'static str, source: sqlx::Error },
 }

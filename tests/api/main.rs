@@ -14,4 +14,5 @@ mod foundation;
 mod helpers;
 mod integrity;
 mod otlp_collector;
+mod replicas;
 mod telemetry;
