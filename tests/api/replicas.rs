@@ -25,7 +25,6 @@ use tokio::{
 };
 use tonic::{
     Code,
-    service::interceptor::InterceptedService,
     transport::{Channel, Endpoint},
 };
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
@@ -33,7 +32,10 @@ use uuid::Uuid;
 
 use crate::{
     fixtures::{TourSpec, available_spots, booking_request, create_tour, reason},
-    helpers::{BearerToken, TEST_ADMIN_TOKEN, assert_healthy, create_test_database, wait_until},
+    helpers::{
+        Authed, BearerToken, TEST_BOOKING_TOKEN, TEST_OPERATOR_TOKEN, assert_healthy, create_test_database,
+        test_principals, wait_until,
+    },
 };
 
 /// One `bookingd` process. Killed when dropped.
@@ -61,7 +63,7 @@ impl Starting {
             .env("DATABASE_URL", database_url)
             .env("BOOKINGD_LISTEN_ADDR", "127.0.0.1:0")
             .env("BOOKINGD_LOG_FORMAT", "json")
-            .env("BOOKINGD_ADMIN_TOKEN", TEST_ADMIN_TOKEN)
+            .env("BOOKINGD_PRINCIPALS", test_principals())
             .env("BOOKINGD_HEALTH_PROBE_INTERVAL_MS", "100")
             .env("RUST_LOG", "info")
             .envs(extra_env.iter().copied())
@@ -126,12 +128,12 @@ impl Replica {
         Endpoint::from_shared(self.addr.clone()).expect("endpoint").connect_lazy()
     }
 
-    fn booking(&self) -> BookingServiceClient<Channel> {
-        BookingServiceClient::new(self.channel())
+    fn booking(&self) -> BookingServiceClient<Authed> {
+        BookingServiceClient::with_interceptor(self.channel(), BearerToken::new(TEST_BOOKING_TOKEN))
     }
 
-    fn admin(&self) -> AdminServiceClient<InterceptedService<Channel, BearerToken>> {
-        AdminServiceClient::with_interceptor(self.channel(), BearerToken::new(TEST_ADMIN_TOKEN))
+    fn admin(&self) -> AdminServiceClient<Authed> {
+        AdminServiceClient::with_interceptor(self.channel(), BearerToken::new(TEST_OPERATOR_TOKEN))
     }
 
     async fn health(&self) -> Option<ServingStatus> {
@@ -223,7 +225,10 @@ async fn spread_storm(
                 let mut target = (caller + index) % channels.len();
                 let mut attempts = 0;
                 let answer = loop {
-                    let mut client = BookingServiceClient::new(channels[target].clone());
+                    let mut client = BookingServiceClient::with_interceptor(
+                        channels[target].clone(),
+                        BearerToken::new(TEST_BOOKING_TOKEN),
+                    );
                     let result = tokio::time::timeout(Duration::from_secs(30), client.create_booking(request.clone()))
                         .await
                         .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("test timeout")));
