@@ -85,6 +85,22 @@ compose = yaml.safe_load(Path("deploy/compose.yaml").read_text())
 replicas = [name for name in compose["services"] if name.startswith("bookingd-")]
 assert len(replicas) == 3, f"compose should run three bookingd replicas, has {replicas}"
 print(f"yaml/json ok; compose services: {', '.join(compose['services'])}")
+
+# The principals the examples configure: valid roles, and the check runner's
+# token is the one whose hash the auditor principal carries (README "Access").
+import hashlib, re, tomllib
+ROLES = {"operator", "auditor", "booking-client"}
+sha = lambda token: hashlib.sha256(token.encode()).hexdigest()
+base = [d for d in yaml.safe_load_all(Path("deploy/k8s/base/secret.yaml").read_text()) if d][0]["stringData"]
+principals = tomllib.loads(base["principals.toml"])["principal"]
+assert {p["role"] for p in principals} <= ROLES, principals
+checks = next(p for p in principals if p["name"] == "checks")
+assert checks["role"] == "auditor" and sha(base["checks-token"]) in checks["token_sha256"], "k8s checks token"
+env = compose["x-bookingd"]["environment"]["BOOKINGD_PRINCIPALS"].split(",")
+parsed = {entry.split(":")[0]: entry.split(":") for entry in env}
+assert all(len(p) >= 3 and p[1] in ROLES and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in p[2:]) for p in parsed.values())
+assert sha(compose["services"]["checks"]["environment"]["BOOKINGD_ADMIN_TOKEN"]) in parsed["checks"][2:], "compose checks token"
+print(f"principals ok: k8s {', '.join(p['name'] for p in principals)}; compose {', '.join(parsed)}")
 PYEOF
 
 echo "== observability files against the code"
