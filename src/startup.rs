@@ -14,7 +14,10 @@ use tonic::transport::Server;
 use crate::{
     booking::{self, AtomicPathStatus, Bookings, types::BookingRules},
     config::Settings,
-    db::{self, DbSetupError},
+    db::{
+        self, DbSetupError,
+        functions::{DdlError, DdlPolicy},
+    },
     flags::Flags,
     grpc::{
         admin::AdminApi,
@@ -66,11 +69,17 @@ impl Application {
         let url = settings.database_url.as_ref().ok_or(StartupError::NoDatabase)?;
         let pool = db::connect(url.expose_secret(), settings.db_max_connections, Duration::from_secs(15)).await?;
         db::migrate(&pool).await?;
-        if db::functions::deploy_on_first_start(&pool)
-            .await
-            .map_err(|source| DbSetupError::Query { action: "deploying the database functions", source })?
-        {
-            tracing::info!("deployed create_booking_atomic and restore_availability_trigger");
+        match db::functions::deploy_on_first_start(&pool, DdlPolicy::default()).await {
+            Ok(true) => tracing::info!("deployed create_booking_atomic and restore_availability_trigger"),
+            Ok(false) => {}
+            // the functions in place keep serving; a start must not queue
+            // bookings behind a lock (a rolling restart during a pg_dump)
+            Err(error @ DdlError::Busy { .. }) => {
+                tracing::warn!(%error, "database functions not refreshed; retry with `bookingctl functions deploy`")
+            }
+            Err(DdlError::Database(source)) => {
+                return Err(DbSetupError::Query { action: "deploying the database functions", source }.into());
+            }
         }
         if settings.seed_demo.unwrap_or(false)
             && db::seed::seed_demo_catalog(&pool)
