@@ -9,7 +9,7 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::db::error::{DbError, DbErrorKind};
 use crate::flags::FlagError;
-use crate::{admin::AdminError, booking::BookingError};
+use crate::{admin::AdminError, auth::AuthError, booking::BookingError};
 
 /// `ErrorInfo.domain` of every error bookingd sends.
 pub const ERROR_DOMAIN: &str = "bookingd.booking.v1";
@@ -88,6 +88,23 @@ impl From<ApiError> for Status {
             details.set_bad_request(error.field_violations);
         }
         Status::with_error_details(error.code, error.message, details)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            AuthError::MissingCredential => ApiError::new(Code::Unauthenticated, "CREDENTIAL_MISSING", message),
+            AuthError::MalformedCredential => ApiError::new(Code::Unauthenticated, "CREDENTIAL_MALFORMED", message),
+            AuthError::UnknownCredential => ApiError::new(Code::Unauthenticated, "CREDENTIAL_UNKNOWN", message),
+            AuthError::RoleNotPermitted { principal, role, required } => {
+                ApiError::new(Code::PermissionDenied, "ROLE_NOT_PERMITTED", message)
+                    .with_metadata("principal", principal)
+                    .with_metadata("role", role)
+                    .with_metadata("required_roles", required)
+            }
+        }
     }
 }
 

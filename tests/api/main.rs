@@ -1,6 +1,7 @@
 //! The one integration-test binary: every test starts the real server on an
 //! ephemeral port against its own fresh database.
 
+mod access;
 mod admin;
 mod backup;
 mod booking_journey;
