@@ -65,7 +65,7 @@ pub struct DdlPolicy {
 
 impl Default for DdlPolicy {
     fn default() -> Self {
-        DdlPolicy { lock_timeout: Duration::from_millis(1000), attempts: 5, first_backoff: Duration::from_millis(200) }
+        DdlPolicy { lock_timeout: Duration::from_millis(1000), attempts: 4, first_backoff: Duration::from_millis(100) }
     }
 }
 

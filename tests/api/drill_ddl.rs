@@ -5,13 +5,17 @@
 
 use std::time::{Duration, Instant};
 
-use bookingd::proto::v1::{DeployFunctionsRequest, RollbackFunctionsRequest};
+use bookingd::{
+    grpc::health::ATOMIC_PATH,
+    proto::v1::{DeployFunctionsRequest, RollbackFunctionsRequest},
+};
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection, postgres::PgConnectOptions};
 use tonic::Code;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
 use crate::{
     fixtures::{TourSpec, booking_request, create_ok, create_tour, error_metadata, reason},
-    helpers::{TestApp, assert_healthy, spawn_app, spawn_app_on},
+    helpers::{TestApp, assert_healthy, spawn_app, spawn_app_on, wait_until},
 };
 
 /// Longer than any DDL answer may take (attempts × lock timeout + backoff):
@@ -71,6 +75,11 @@ async fn deploying_functions_during_a_dump_neither_waits_for_it_nor_stalls_booki
     let slowest = latencies.iter().max().copied().unwrap_or_default();
     println!("deploy during dump: answered in {took:?}; 20 bookings meanwhile, slowest {slowest:?}");
     dump.execute("rollback").await.expect("end the dump");
+    wait_until("the atomic path to be SERVING again", Duration::from_secs(10), || async {
+        let request = HealthCheckRequest { service: ATOMIC_PATH.to_owned() };
+        app.health().check(request).await.is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving)
+    })
+    .await;
     let after = create_ok(&app, booking_request(create_tour(&app.pool, TourSpec::default()).await.tour_id)).await;
     assert_eq!(after.code_path(), bookingd::proto::v1::CodePath::Atomic, "the atomic path serves again");
     assert_healthy(&app.pool).await;
