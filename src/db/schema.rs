@@ -13,7 +13,11 @@ use std::{
 
 use sqlx::{PgConnection, PgPool};
 
-use super::{DbSetupError, MIGRATOR, functions, seed};
+use super::{
+    DbSetupError, MIGRATOR,
+    functions::{self, DdlError, DdlPolicy},
+    seed,
+};
 
 /// Key of the advisory lock held while a process prepares the database
 /// (distinct from the functions' deploy lock, which `functions` takes inside).
@@ -89,9 +93,18 @@ async fn prepare_locked(
         .await
         .map_err(|source| DbSetupError::Query { action: "reading the applied migrations", source })?;
     MIGRATOR.run(&mut *lock).await?;
-    prepared.functions_deployed = functions::deploy_on_first_start(pool)
-        .await
-        .map_err(|source| DbSetupError::Query { action: "deploying the database functions", source })?;
+    prepared.functions_deployed = match functions::deploy_on_first_start(pool, DdlPolicy::default()).await {
+        Ok(deployed) => deployed,
+        // the functions in place keep serving; a start must not queue
+        // bookings behind a lock (a rolling restart during a pg_dump)
+        Err(error @ DdlError::Busy { .. }) => {
+            tracing::warn!(%error, "database functions not refreshed; retry with `bookingctl functions deploy`");
+            false
+        }
+        Err(DdlError::Database(source)) => {
+            return Err(DbSetupError::Query { action: "deploying the database functions", source });
+        }
+    };
     if seed_demo {
         prepared.seeded = seed::seed_demo_catalog(pool)
             .await
