@@ -13,13 +13,16 @@
 //! - [`integrity`]: the runbook's monitors as checks, run in read-only
 //!   snapshots and streamed as they finish.
 //! - [`admin`]: operator tools (repair, clamp, pause/resume, deploy/rollback
-//!   of the atomic path, backups); audited, SQL of its own.
+//!   of the atomic path); audited, SQL of its own.
+//! - [`backup`]: backup create/verify/restore with pg_dump and pg_restore
+//!   (bookingctl only, no RPC).
 //! - [`grpc`]: thin adapters from the generated services to the domains, and
 //!   the single domain-error → `tonic::Status` table.
 //! - [`telemetry`]: tracing subscriber and OpenTelemetry export.
 //! - [`proto`]: generated code for `booking.v1`.
 
 pub mod admin;
+pub mod backup;
 pub mod booking;
 pub mod cli;
 pub mod config;

@@ -1,6 +1,6 @@
 //! Operator tools: repair availability from bookings, clamp negative
 //! availability, pause and resume bookings, deploy and roll back the
-//! atomic-path functions, backups, and the embedded default's admin token.
+//! atomic-path functions, and the embedded default's admin token.
 //!
 //! Every action that writes takes the operator's identity and a [`Reason`]
 //! and records one `audit_logs` row in the same transaction as its change, so
@@ -9,7 +9,6 @@
 //! personal data.
 
 mod audit;
-pub mod backup;
 pub mod clamp;
 pub mod error;
 pub mod functions;
