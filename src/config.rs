@@ -141,6 +141,11 @@ pub struct Deprecation {
     pub ignored: bool,
 }
 
+/// One deprecated integer folded into its replacement: the value given (if
+/// any), its unit, the old variable, the new field's id and variable, the
+/// new field.
+type Fold<'a> = (Option<u64>, fn(u64) -> Duration, &'static str, &'static str, &'static str, &'a mut Duration);
+
 /// A human duration: `250ms`, `5s`, `30m`, `1h 30m`.
 fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(text)
@@ -168,14 +173,63 @@ impl Settings {
         let millis: fn(u64) -> Duration = Duration::from_millis;
         let seconds: fn(u64) -> Duration = Duration::from_secs;
         let old = self.deprecated.clone();
-        let table: [(Option<u64>, fn(u64) -> Duration, &'static str, &'static str, &'static str, &mut Duration); 7] = [
-            (old.flag_cache_ttl_ms, millis, "BOOKINGD_FLAG_CACHE_TTL_MS", "flag_cache_ttl", "BOOKINGD_FLAG_CACHE_TTL", &mut self.flag_cache_ttl),
-            (old.hold_seconds, seconds, "BOOKINGD_HOLD_SECONDS", "hold_duration", "BOOKINGD_HOLD_DURATION", &mut self.hold_duration),
-            (old.hold_sweep_interval_ms, millis, "BOOKINGD_HOLD_SWEEP_INTERVAL_MS", "hold_sweep_interval", "BOOKINGD_HOLD_SWEEP_INTERVAL", &mut self.hold_sweep_interval),
-            (old.request_timeout_ms, millis, "BOOKINGD_REQUEST_TIMEOUT_MS", "request_timeout", "BOOKINGD_REQUEST_TIMEOUT", &mut self.request_timeout),
-            (old.health_probe_interval_ms, millis, "BOOKINGD_HEALTH_PROBE_INTERVAL_MS", "health_probe_interval", "BOOKINGD_HEALTH_PROBE_INTERVAL", &mut self.health_probe_interval),
-            (old.check_statement_timeout_ms, millis, "BOOKINGD_CHECK_STATEMENT_TIMEOUT_MS", "check_statement_timeout", "BOOKINGD_CHECK_STATEMENT_TIMEOUT", &mut self.check_statement_timeout),
-            (old.check_lock_timeout_ms, millis, "BOOKINGD_CHECK_LOCK_TIMEOUT_MS", "check_lock_timeout", "BOOKINGD_CHECK_LOCK_TIMEOUT", &mut self.check_lock_timeout),
+        let table: [Fold<'_>; 7] = [
+            (
+                old.flag_cache_ttl_ms,
+                millis,
+                "BOOKINGD_FLAG_CACHE_TTL_MS",
+                "flag_cache_ttl",
+                "BOOKINGD_FLAG_CACHE_TTL",
+                &mut self.flag_cache_ttl,
+            ),
+            (
+                old.hold_seconds,
+                seconds,
+                "BOOKINGD_HOLD_SECONDS",
+                "hold_duration",
+                "BOOKINGD_HOLD_DURATION",
+                &mut self.hold_duration,
+            ),
+            (
+                old.hold_sweep_interval_ms,
+                millis,
+                "BOOKINGD_HOLD_SWEEP_INTERVAL_MS",
+                "hold_sweep_interval",
+                "BOOKINGD_HOLD_SWEEP_INTERVAL",
+                &mut self.hold_sweep_interval,
+            ),
+            (
+                old.request_timeout_ms,
+                millis,
+                "BOOKINGD_REQUEST_TIMEOUT_MS",
+                "request_timeout",
+                "BOOKINGD_REQUEST_TIMEOUT",
+                &mut self.request_timeout,
+            ),
+            (
+                old.health_probe_interval_ms,
+                millis,
+                "BOOKINGD_HEALTH_PROBE_INTERVAL_MS",
+                "health_probe_interval",
+                "BOOKINGD_HEALTH_PROBE_INTERVAL",
+                &mut self.health_probe_interval,
+            ),
+            (
+                old.check_statement_timeout_ms,
+                millis,
+                "BOOKINGD_CHECK_STATEMENT_TIMEOUT_MS",
+                "check_statement_timeout",
+                "BOOKINGD_CHECK_STATEMENT_TIMEOUT",
+                &mut self.check_statement_timeout,
+            ),
+            (
+                old.check_lock_timeout_ms,
+                millis,
+                "BOOKINGD_CHECK_LOCK_TIMEOUT_MS",
+                "check_lock_timeout",
+                "BOOKINGD_CHECK_LOCK_TIMEOUT",
+                &mut self.check_lock_timeout,
+            ),
         ];
         for (given, unit, old_name, new_id, new_name, field) in table {
             let Some(given) = given else { continue };
@@ -216,7 +270,8 @@ impl Settings {
         if self.check_concurrency < 1 {
             return Err("check concurrency must be at least 1".into());
         }
-        if self.check_statement_timeout < Duration::from_millis(1) || self.check_lock_timeout < Duration::from_millis(1) {
+        if self.check_statement_timeout < Duration::from_millis(1) || self.check_lock_timeout < Duration::from_millis(1)
+        {
             return Err("check statement and lock timeouts must be at least 1ms (0 would mean no timeout)".into());
         }
         for (name, value) in [

@@ -118,8 +118,7 @@ async fn output_of(
     subject: &Path,
 ) -> Result<String, BackupError> {
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    let output =
-        command.output().await.map_err(BackupError::io("running a postgresql client tool", subject))?;
+    let output = command.output().await.map_err(BackupError::io("running a postgresql client tool", subject))?;
     if !output.status.success() {
         return Err(BackupError::ToolFailed {
             tool,

@@ -27,7 +27,11 @@ pub async fn create(pool: &PgPool, prepared: &PreparedBooking) -> Result<Created
 }
 
 /// One transaction. Any early return drops it, which rolls it back.
-async fn attempt(pool: &PgPool, prepared: &PreparedBooking, booking_reference: &str) -> Result<Created, AttemptError<BookingError>> {
+async fn attempt(
+    pool: &PgPool,
+    prepared: &PreparedBooking,
+    booking_reference: &str,
+) -> Result<Created, AttemptError<BookingError>> {
     let request = &prepared.request;
     let seats = request.seats.total();
     let mut tx = pool.begin().await.map_err(|e| BookingError::from_db("starting a booking transaction", e))?;

@@ -89,7 +89,11 @@ impl<E: From<BookingError>> From<BookingError> for AttemptError<E> {
 /// Runs `attempt` with a fresh reference until one is free (at most
 /// [`reference::ATTEMPTS`]); a request id taken by a racing transaction is
 /// answered with that booking (or refused if the request differs).
-pub async fn with_fresh_reference<E, F, Fut>(pool: &PgPool, prepared: &PreparedBooking, mut attempt: F) -> Result<Created, E>
+pub async fn with_fresh_reference<E, F, Fut>(
+    pool: &PgPool,
+    prepared: &PreparedBooking,
+    mut attempt: F,
+) -> Result<Created, E>
 where
     E: From<BookingError>,
     F: FnMut(String) -> Fut,

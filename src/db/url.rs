@@ -15,7 +15,8 @@ pub fn with_database(url: &str, database: &str) -> String {
 /// the password percent-decoded.
 pub fn split_password(url: &str) -> (String, Option<String>) {
     let Ok(mut parsed) = Url::parse(url) else { return (url.to_owned(), None) };
-    let Some(password) = parsed.password().map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned())
+    let Some(password) =
+        parsed.password().map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned())
     else {
         return (url.to_owned(), None);
     };

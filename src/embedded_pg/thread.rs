@@ -43,7 +43,8 @@ impl PostgresThread {
                 }
             })
             .map_err(|source| EmbeddedPgError::Io { action: "starting the postgres thread".to_owned(), source })?;
-        let mut hosted = PostgresThread { port: 0, data_dir: PathBuf::new(), stop: Some(stop_tx), thread: Some(thread) };
+        let mut hosted =
+            PostgresThread { port: 0, data_dir: PathBuf::new(), stop: Some(stop_tx), thread: Some(thread) };
         match ready_rx.recv() {
             Ok(Ok((port, data_dir))) => {
                 hosted.port = port;

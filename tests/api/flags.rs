@@ -390,7 +390,8 @@ async fn get_flag_serves_the_last_known_value_while_the_database_is_down() {
         uuid::Uuid::new_v4().simple()
     ));
     let mut server = start_test_server(data_dir.clone()).expect("private postgres");
-    let app = spawn_app_on(&server.url("postgres"), |settings| settings.flag_cache_ttl = Duration::from_millis(200)).await;
+    let app =
+        spawn_app_on(&server.url("postgres"), |settings| settings.flag_cache_ttl = Duration::from_millis(200)).await;
     set_flag(&app, true, "before the outage").await.expect("set flag");
 
     // Act
