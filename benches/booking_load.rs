@@ -15,13 +15,14 @@ use std::{
 };
 
 use bookingd::{
+    cli::{AuthorizedChannel, Bearer},
     config::Settings,
     embedded_pg::{EmbeddedPgOptions, EmbeddedPostgres, free_port},
     proto::v1::{CancelBookingRequest, CreateBookingRequest, booking_service_client::BookingServiceClient},
     startup::Application,
 };
 use sqlx::{Connection, Executor, PgConnection};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 
@@ -100,8 +101,12 @@ async fn run(server: &EmbeddedPostgres, tours: usize, duration: Duration) {
     }
 }
 
-async fn start_app(url: &str, legacy: bool) -> Channel {
+/// The booking-client token the benchmark's servers accept.
+const BENCH_TOKEN: &str = "bench-booking-client-token-0123456789";
+
+async fn start_app(url: &str, legacy: bool) -> AuthorizedChannel {
     let mut settings = Settings::for_database(url);
+    settings.principals = Some(format!("bench:booking-client:{}", bookingd::auth::token::digest_hex(BENCH_TOKEN)));
     settings.use_legacy_booking_service = Some(legacy);
     settings.db_max_connections = 80;
     settings.concurrency_limit = 4096;
@@ -110,7 +115,9 @@ async fn start_app(url: &str, legacy: bool) -> Channel {
     tokio::spawn(async move {
         let _ = app.run_until_stopped(std::future::pending()).await;
     });
-    Endpoint::from_shared(addr).expect("endpoint").connect().await.expect("connect to bookingd")
+    let channel = Endpoint::from_shared(addr).expect("endpoint").connect().await.expect("connect to bookingd");
+    let bearer = Bearer::new(&BENCH_TOKEN.to_owned().into()).expect("ascii token");
+    AuthorizedChannel::new(channel, bearer)
 }
 
 /// Tours with room for any number of create+cancel cycles; returns the hot one.
@@ -158,7 +165,12 @@ async fn tour_ids(url: &str, spread: Spread, hot: uuid::Uuid, tours: usize) -> V
     }
 }
 
-async fn drive_service(channel: Channel, tours: Arc<Vec<String>>, concurrency: usize, duration: Duration) -> Cell {
+async fn drive_service(
+    channel: AuthorizedChannel,
+    tours: Arc<Vec<String>>,
+    concurrency: usize,
+    duration: Duration,
+) -> Cell {
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();

@@ -1,6 +1,7 @@
 //! The database: pool, schema migrations, the deployable atomic-path
 //! functions, the demo catalog, and database URLs.
 
+pub mod error;
 pub mod functions;
 pub mod seed;
 pub mod url;
