@@ -645,8 +645,8 @@ async fn flag_state_warns_when_the_atomic_path_is_selected_but_not_deployed() {
 #[tokio::test]
 async fn results_stream_as_each_check_finishes() {
     let app = spawn_app_with(|settings| {
-        settings.check_lock_timeout_ms = 60_000;
-        settings.check_statement_timeout_ms = 60_000;
+        settings.check_lock_timeout = Duration::from_secs(60);
+        settings.check_statement_timeout = Duration::from_secs(60);
     })
     .await;
     healthy_catalog(&app.pool).await;
@@ -682,8 +682,8 @@ async fn results_stream_as_each_check_finishes() {
 #[tokio::test]
 async fn cancelling_a_watch_cancels_its_query_on_the_database() {
     let app = spawn_app_with(|settings| {
-        settings.check_lock_timeout_ms = 60_000;
-        settings.check_statement_timeout_ms = 60_000;
+        settings.check_lock_timeout = Duration::from_secs(60);
+        settings.check_statement_timeout = Duration::from_secs(60);
     })
     .await;
     healthy_catalog(&app.pool).await;
@@ -713,7 +713,7 @@ async fn cancelling_a_watch_cancels_its_query_on_the_database() {
 
 #[tokio::test]
 async fn a_check_that_cannot_run_reports_error_and_the_others_still_report() {
-    let app = spawn_app_with(|settings| settings.check_lock_timeout_ms = 200).await;
+    let app = spawn_app_with(|settings| settings.check_lock_timeout = Duration::from_millis(200)).await;
     healthy_catalog(&app.pool).await;
     let lock = lock_table(&app.pool, "feature_flags").await;
 
@@ -735,7 +735,7 @@ async fn a_check_that_cannot_run_reports_error_and_the_others_still_report() {
 #[tokio::test]
 async fn a_watch_reruns_its_checks_every_interval_and_numbers_the_rounds() {
     // a request deadline shorter than the watch: it must not cut the stream
-    let app = spawn_app_with(|settings| settings.request_timeout_ms = 300).await;
+    let app = spawn_app_with(|settings| settings.request_timeout = Duration::from_millis(300)).await;
     let request = WatchChecksRequest {
         checks: vec!["negative_available_spots".into(), "flag_state".into()],
         max_samples: 0,
@@ -845,7 +845,7 @@ async fn bookingctl_check_prints_one_json_line_per_check_and_exits_non_zero_on_a
 #[tokio::test]
 async fn expired_holds_fails_while_a_lapsed_hold_keeps_its_seats_and_passes_once_a_sweeper_releases_it() {
     // Arrange: a server whose sweeper does not come round during the test
-    let app = spawn_app_with(|settings| settings.hold_sweep_interval_ms = 3_600_000).await;
+    let app = spawn_app_with(|settings| settings.hold_sweep_interval = Duration::from_secs(3600)).await;
     let catalog = healthy_catalog(&app.pool).await;
     assert_status(&run_check(&app, "expired_holds").await, CheckStatus::Pass);
     let lapse = |booking: Uuid, ago: &'static str| {
@@ -872,7 +872,8 @@ async fn expired_holds_fails_while_a_lapsed_hold_keeps_its_seats_and_passes_once
     assert_eq!(sample_field(&samples(&stuck)[0], "booking_id"), catalog.instance_pending.to_string());
 
     // a replica with a working sweeper releases it, and the check passes
-    let sweeping = crate::helpers::spawn_app_on(&app.database_url, |s| s.hold_sweep_interval_ms = 100).await;
+    let sweeping =
+        crate::helpers::spawn_app_on(&app.database_url, |s| s.hold_sweep_interval = Duration::from_millis(100)).await;
     wait_until("the lapsed hold expired by the sweeper", Duration::from_secs(20), || async {
         run_check(&app, "expired_holds").await.status() == CheckStatus::Pass
     })

@@ -64,7 +64,7 @@ impl Starting {
             .env("BOOKINGD_LISTEN_ADDR", "127.0.0.1:0")
             .env("BOOKINGD_LOG_FORMAT", "json")
             .env("BOOKINGD_PRINCIPALS", test_principals())
-            .env("BOOKINGD_HEALTH_PROBE_INTERVAL_MS", "100")
+            .env("BOOKINGD_HEALTH_PROBE_INTERVAL", "100ms")
             .env("RUST_LOG", "info")
             .envs(extra_env.iter().copied())
             .stdin(Stdio::null())
@@ -326,7 +326,7 @@ async fn a_flag_flip_through_one_replica_is_seen_by_the_other_two_within_100_ms(
     // notification can carry a flip in time; the listener logs (at debug)
     // the moment a notification reaches the replica's cache
     let (url, pool) = migrated_database().await;
-    let env = [("BOOKINGD_FLAG_CACHE_TTL_MS", "60000"), ("RUST_LOG", "info,bookingd::flags::listener=debug")];
+    let env = [("BOOKINGD_FLAG_CACHE_TTL", "60s"), ("RUST_LOG", "info,bookingd::flags::listener=debug")];
     let replicas = three_replicas(&url, &env).await;
     wait_until("three flag listeners", Duration::from_secs(30), || async {
         let listening: i64 = sqlx::query_scalar(

@@ -1,5 +1,5 @@
 -- Pending bookings whose hold lapsed more than two minutes ago still hold
--- their seats: the sweeper (every BOOKINGD_HOLD_SWEEP_INTERVAL_MS, 5 s by
+-- their seats: the sweeper (every BOOKINGD_HOLD_SWEEP_INTERVAL, 5 s by
 -- default, in every replica) should have expired them long before. Two
 -- minutes leaves room for a busy sweeper and clock skew between replicas
 -- (the comparison uses the database's clock). Ids and tours only: no
