@@ -13,6 +13,7 @@ mod conventions;
 mod db_errors;
 mod drill_ddl;
 mod drill_failures;
+mod drill_overbooked;
 mod fixtures;
 mod flags;
 mod foundation;
