@@ -287,7 +287,7 @@ async fn a_booking_in_flight_when_a_repair_starts_is_not_lost() {
         .expect("decrement");
 
     // Act
-    // act: a repair starts, and must wait for that booking
+    // Act: a repair starts, and must wait for that booking
     let mut admin = app.admin();
     let repair = tokio::spawn(async move {
         admin
@@ -308,7 +308,7 @@ async fn a_booking_in_flight_when_a_repair_starts_is_not_lost() {
     let response = repair.await.expect("task").expect("repair").into_inner();
 
     // Assert
-    // assert: the repair waited, then saw the booking; its decrement survived
+    // Assert: the repair waited, then saw the booking; its decrement survived
     assert_eq!(response.changes.len(), 1, "{:?}", response.changes);
     assert_eq!((response.changes[0].available_spots_before, response.changes[0].available_spots_after), (3, 5));
     assert_eq!(available_spots(&app.pool, tour).await, 5);
