@@ -128,12 +128,16 @@ impl Application {
             .layer(AuthLayer::new(authenticator))
             .add_service(health_service)
             .add_optional_service(reflection)
-            .add_service(BookingServiceServer::new(BookingApi::new(bookings)))
+            .add_service(BookingServiceServer::new(BookingApi::new(bookings.clone())))
             .add_service(IntegrityServiceServer::new(IntegrityApi::new(
                 integrity_runner(&settings, &pool),
                 stop.clone(),
             )))
-            .add_service(AdminServiceServer::new(AdminApi::new(pool.clone(), flags.clone())));
+            .add_service(AdminServiceServer::new(AdminApi::new(
+                pool.clone(),
+                flags.clone(),
+                bookings.atomic_path_status().clone(),
+            )));
 
         let shutdown = stop.clone().cancelled_owned();
         let server = Box::pin(router.serve_with_incoming_shutdown(incoming(listener), shutdown));

@@ -67,3 +67,17 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbSetupError> {
 pub async fn ping(pool: &PgPool, timeout: Duration) -> bool {
     matches!(tokio::time::timeout(timeout, sqlx::query("select 1").execute(pool)).await, Ok(Ok(_)))
 }
+
+/// The key stored for `purpose`, storing `candidate` if there is none yet
+/// (one statement, so processes starting together agree on one key).
+pub async fn service_key(pool: &PgPool, purpose: &str, candidate: &[u8]) -> Result<Vec<u8>, sqlx::Error> {
+    sqlx::query_scalar(
+        "insert into service_keys (purpose, key) values ($1, $2)
+         on conflict (purpose) do update set purpose = excluded.purpose
+         returning key",
+    )
+    .bind(purpose)
+    .bind(candidate)
+    .fetch_one(pool)
+    .await
+}

@@ -9,6 +9,7 @@ mod booking_lifecycle;
 mod booking_paths;
 mod booking_storm;
 mod booking_validation;
+mod conventions;
 mod db_errors;
 mod drill_ddl;
 mod drill_failures;
