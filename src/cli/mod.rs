@@ -5,9 +5,12 @@
 
 mod admin;
 mod backup;
+mod bench;
 mod check;
 mod flag;
 mod health;
+pub mod load;
+mod soak;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -64,6 +67,9 @@ pub enum Command {
     Resume(admin::ResumeArgs),
     Functions(admin::FunctionsArgs),
     Backup(backup::BackupArgs),
+    // about and manual: on BenchArgs / SoakArgs
+    Bench(bench::BenchArgs),
+    Soak(soak::SoakArgs),
 }
 
 impl Cli {
@@ -90,6 +96,16 @@ impl Cli {
         let token = crate::admin::token::read_token_file(&path)
             .map_err(|e| format!("cannot read the operator token from {}: {e}", path.display()))?;
         Ok(SecretString::from(token))
+    }
+
+    /// The credential the load tool presents: the token when one is given
+    /// or the default token file exists, else none.
+    pub fn load_credential(&self) -> Result<load::Credential, Box<dyn std::error::Error>> {
+        let given = self.token.is_some() || self.token_file.is_some() || PathBuf::from(DEFAULT_TOKEN_FILE).exists();
+        if !given {
+            return Ok(load::Credential(None));
+        }
+        Ok(load::Credential(Some(OperatorBearer::new(&self.operator_token()?)?.0)))
     }
 
     /// An AdminService client presenting the operator token.
@@ -136,5 +152,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Resume(args) => admin::resume(&cli, args).await,
         Command::Functions(args) => admin::functions(&cli, args).await,
         Command::Backup(args) => backup::run(args).await,
+        Command::Bench(args) => bench::run(&cli, args).await,
+        Command::Soak(args) => soak::run(&cli, args).await,
     }
 }
