@@ -220,6 +220,10 @@ fn print_row(name: &str, spread: Spread, concurrency: usize, report: &LoadReport
     );
 }
 
+/// The token the benchmark's servers accept (an operator: the load tool
+/// may also pin the path).
+const BENCH_TOKEN: &str = "bench-operator-token-0123456789abcdef";
+
 /// A bookingd process under test.
 struct Service {
     config: &'static ServiceConfig,
@@ -239,6 +243,7 @@ impl Service {
             .env("USE_LEGACY_BOOKING_SERVICE", config.legacy.to_string())
             .env("BOOKINGD_SEED_DEMO", "false")
             .env("BOOKINGD_CONCURRENCY_LIMIT", "4096")
+            .env("BOOKINGD_PRINCIPALS", format!("bench:operator:{}", bookingd::auth::token::digest_hex(BENCH_TOKEN)))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
@@ -258,7 +263,7 @@ impl Service {
     fn drive(&self, tours: &[String], concurrency: usize, seconds: u64, workload: &str, postmaster: u32) -> LoadReport {
         let mut command = Command::new(env!("CARGO_BIN_EXE_bookingctl"));
         command
-            .args(["--addr", &self.addr, "bench", "--json", "--warmup", "1s"])
+            .args(["--addr", &self.addr, "--token", BENCH_TOKEN, "bench", "--json", "--warmup", "1s"])
             .args(["--duration", &format!("{seconds}s"), "--concurrency", &concurrency.to_string()])
             .args(["--workload", workload, "--server-pid", &self.child.id().to_string()])
             .args(["--postgres-pid", &postmaster.to_string()]);

@@ -36,6 +36,7 @@ use std::{
 };
 
 use bookingd::{
+    cli::{AuthorizedChannel, Bearer},
     embedded_pg::{EmbeddedPgOptions, EmbeddedPostgres, free_port},
     proto::v1::{
         CancelBookingRequest, CreateBookingRequest, GetBookingRequest, booking_service_client::BookingServiceClient,
@@ -168,6 +169,13 @@ impl http_body::Body for EmptyMessageOk {
     }
 }
 
+/// The booking-client token the benchmark's servers accept.
+const BENCH_TOKEN: &str = "bench-booking-client-token-0123456789";
+
+fn with_token(channel: Channel) -> AuthorizedChannel {
+    AuthorizedChannel::new(channel, Bearer::new(&BENCH_TOKEN.to_owned().into()).expect("ascii token"))
+}
+
 /// A bookingd child process, stopped with SIGTERM on drop.
 struct Server {
     name: &'static str,
@@ -189,7 +197,10 @@ impl Server {
             .env("DATABASE_URL", database_url)
             .env("BOOKINGD_LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("BOOKINGD_SEED_DEMO", "true")
-            .env("BOOKINGD_ADMIN_TOKEN", "bench-token")
+            .env(
+                "BOOKINGD_PRINCIPALS",
+                format!("bench:booking-client:{}", bookingd::auth::token::digest_hex(BENCH_TOKEN)),
+            )
             .env("BOOKINGD_LOG_FORMAT", "text")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -260,7 +271,7 @@ async fn round(addr: &str, workload: Workload, tour_id: uuid::Uuid, concurrency:
         let channel = Endpoint::from_shared(addr.to_owned()).expect("endpoint").connect().await.expect("connect");
         let (done, stop) = (done.clone(), stop.clone());
         callers.push(tokio::spawn(async move {
-            let mut client = BookingServiceClient::new(channel);
+            let mut client = BookingServiceClient::new(with_token(channel));
             while !stop.load(Ordering::Relaxed) {
                 let completed = match workload {
                     Workload::GetBooking => get_missing_booking(&mut client).await,
@@ -278,7 +289,7 @@ async fn round(addr: &str, workload: Workload, tour_id: uuid::Uuid, concurrency:
     done.load(Ordering::Relaxed)
 }
 
-async fn get_missing_booking(client: &mut BookingServiceClient<Channel>) -> u64 {
+async fn get_missing_booking(client: &mut BookingServiceClient<AuthorizedChannel>) -> u64 {
     let request =
         GetBookingRequest { key: Some(get_booking_request::Key::BookingId(uuid::Uuid::new_v4().to_string())) };
     let status = client.get_booking(request).await.expect_err("a random booking id does not exist");
@@ -286,7 +297,7 @@ async fn get_missing_booking(client: &mut BookingServiceClient<Channel>) -> u64 
     1
 }
 
-async fn create_and_cancel(client: &mut BookingServiceClient<Channel>, tour_id: uuid::Uuid) -> u64 {
+async fn create_and_cancel(client: &mut BookingServiceClient<AuthorizedChannel>, tour_id: uuid::Uuid) -> u64 {
     let created = client
         .create_booking(CreateBookingRequest {
             request_id: uuid::Uuid::new_v4().to_string(),

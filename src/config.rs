@@ -63,13 +63,21 @@ pub struct Settings {
     #[arg(long, env = "BOOKINGD_HOLD_SWEEP_INTERVAL_MS", default_value_t = 5000)]
     pub hold_sweep_interval_ms: u64,
 
-    /// Operator bearer token for AdminService (embedded default: generated into --data-dir).
-    #[arg(long, env = "BOOKINGD_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<SecretString>,
+    /// TOML file of principals (name, role, token sha-256s, certificate names); reloaded on change and SIGHUP.
+    #[arg(long, env = "BOOKINGD_PRINCIPALS_FILE")]
+    pub principals_file: Option<PathBuf>,
 
-    /// File holding the operator bearer token (first line).
-    #[arg(long, env = "BOOKINGD_ADMIN_TOKEN_FILE")]
-    pub admin_token_file: Option<PathBuf>,
+    /// Principals for the simple case: `name:role:sha256hex[:sha256hex…]`, comma-separated.
+    #[arg(long, env = "BOOKINGD_PRINCIPALS")]
+    pub principals: Option<String>,
+
+    /// Serve gRPC reflection (public, like health).
+    #[arg(long, env = "BOOKINGD_REFLECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub reflection: bool,
+
+    /// Raw-token files standing for principals: the embedded default's generated tokens.
+    #[arg(skip)]
+    pub token_files: Vec<crate::auth::TokenFileSource>,
 
     /// Deadline for one unary RPC.
     #[arg(long, env = "BOOKINGD_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
@@ -130,8 +138,8 @@ impl Settings {
         settings.listen_addr = "127.0.0.1:0".parse().expect("valid literal address");
         settings.seed_demo = Some(false);
         settings.use_legacy_booking_service = None;
-        settings.admin_token = None;
-        settings.admin_token_file = None;
+        settings.principals_file = None;
+        settings.principals = None;
         settings
     }
 

@@ -13,13 +13,16 @@
 //! - [`integrity`]: the runbook's monitors as checks, run in read-only
 //!   snapshots and streamed as they finish.
 //! - [`admin`]: operator tools (repair, clamp, pause/resume, deploy/rollback
-//!   of the atomic path, backups); audited, SQL of its own.
+//!   of the atomic path, backups); audited with the principal, SQL of its own.
+//! - [`auth`]: principals and roles, the credentials standing for them, and
+//!   their reloadable configuration (the access check itself is `grpc::auth`).
 //! - [`grpc`]: thin adapters from the generated services to the domains, and
 //!   the single domain-error → `tonic::Status` table.
 //! - [`telemetry`]: tracing subscriber and OpenTelemetry export.
 //! - [`proto`]: generated code for `booking.v1`.
 
 pub mod admin;
+pub mod auth;
 pub mod booking;
 pub mod cli;
 pub mod config;

@@ -56,12 +56,8 @@ async fn run(settings: &mut Settings) -> Result<(), Box<dyn std::error::Error>> 
         settings.database_url = Some(SecretString::from(server.url("postgres")));
         settings.seed_demo.get_or_insert(true);
         embedded = Some(server);
-        if settings.admin_token.is_none() && settings.admin_token_file.is_none() {
-            let (path, created) = bookingd::admin::token::ensure_token_file(&settings.data_dir)
-                .map_err(|e| format!("cannot create the admin token in {}: {e}", settings.data_dir.display()))?;
-            // the location only: the token itself never goes to a log
-            tracing::info!(path = %path.display(), created, "operator token for admin calls (bookingctl reads it from there)");
-            settings.admin_token_file = Some(path);
+        if settings.principals_file.is_none() && settings.principals.is_none() {
+            generate_default_tokens(settings)?;
         }
     }
 
@@ -78,6 +74,23 @@ async fn run(settings: &mut Settings) -> Result<(), Box<dyn std::error::Error>> 
         tracing::info!("embedded postgresql stopped");
     }
     Ok(result?)
+}
+
+/// The embedded default's two principals, `operator` and `booking-client`,
+/// each with a generated token in a 0600 file of the data directory
+/// (bookingctl reads the operator's from there). Paths are logged, tokens never.
+fn generate_default_tokens(settings: &mut Settings) -> Result<(), String> {
+    use bookingd::auth::{Role, TokenFileSource, token};
+    for (name, role, file) in [
+        ("operator", Role::Operator, token::OPERATOR_TOKEN_FILE),
+        ("booking-client", Role::BookingClient, token::BOOKING_CLIENT_TOKEN_FILE),
+    ] {
+        let (path, created) = token::ensure_token_file(&settings.data_dir, file)
+            .map_err(|e| format!("cannot create the {name} token in {}: {e}", settings.data_dir.display()))?;
+        tracing::info!(principal = name, role = %role, path = %path.display(), created, "generated principal token file");
+        settings.token_files.push(TokenFileSource { name: name.to_owned(), role, path });
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -12,13 +12,17 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
 use crate::{
+    auth::{Authenticator, PrincipalConfigError, Sources},
     booking::{self, AtomicPathStatus, Bookings, types::BookingRules},
     config::Settings,
-    db::{self, DbSetupError},
+    db::{
+        self, DbSetupError,
+        functions::{DdlError, DdlPolicy},
+    },
     flags::Flags,
     grpc::{
         admin::AdminApi,
-        auth::AdminAuth,
+        auth::AuthLayer,
         booking::BookingApi,
         health::{ATOMIC_PATH, Health},
         integrity::IntegrityApi,
@@ -42,8 +46,8 @@ pub enum StartupError {
     Database(#[from] DbSetupError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("cannot read the admin token file {path}: {source}")]
-    AdminTokenFile { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Principals(#[from] PrincipalConfigError),
     #[error("gRPC reflection setup failed: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server failed: {0}")]
@@ -66,11 +70,17 @@ impl Application {
         let url = settings.database_url.as_ref().ok_or(StartupError::NoDatabase)?;
         let pool = db::connect(url.expose_secret(), settings.db_max_connections, Duration::from_secs(15)).await?;
         db::migrate(&pool).await?;
-        if db::functions::deploy_on_first_start(&pool)
-            .await
-            .map_err(|source| DbSetupError::Query { action: "deploying the database functions", source })?
-        {
-            tracing::info!("deployed create_booking_atomic and restore_availability_trigger");
+        match db::functions::deploy_on_first_start(&pool, DdlPolicy::default()).await {
+            Ok(true) => tracing::info!("deployed create_booking_atomic and restore_availability_trigger"),
+            Ok(false) => {}
+            // the functions in place keep serving; a start must not queue
+            // bookings behind a lock (a rolling restart during a pg_dump)
+            Err(error @ DdlError::Busy { .. }) => {
+                tracing::warn!(%error, "database functions not refreshed; retry with `bookingctl functions deploy`")
+            }
+            Err(DdlError::Database(source)) => {
+                return Err(DbSetupError::Query { action: "deploying the database functions", source }.into());
+            }
         }
         if settings.seed_demo.unwrap_or(false)
             && db::seed::seed_demo_catalog(&pool)
@@ -79,6 +89,8 @@ impl Application {
         {
             tracing::info!("loaded the demo catalog");
         }
+
+        let authenticator = authenticator(&settings)?;
 
         let listener = TcpListener::bind(settings.listen_addr)
             .await
@@ -102,10 +114,17 @@ impl Application {
         background.spawn(flags.clone().listen(stop.clone()));
         let bookings = start_bookings(&settings, &pool, flags.clone(), &health, &stop, &mut background).await;
 
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        let reflection = if settings.reflection {
+            Some(
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                    .build_v1()?,
+            )
+        } else {
+            None
+        };
+        background.spawn(authenticator.clone().run_reloader(PRINCIPALS_RELOAD_INTERVAL, stop.clone()));
 
         background.spawn(crate::telemetry::metrics::sample_db_pool(
             pool.clone(),
@@ -117,17 +136,16 @@ impl Application {
         let router = Server::builder()
             .timeout(settings.request_timeout())
             .layer(RpcTraceLayer::new())
+            // inside the trace layer: refused calls get their span, admitted ones its enduser.id
+            .layer(AuthLayer::new(authenticator))
             .add_service(health_service)
-            .add_service(reflection)
+            .add_optional_service(reflection)
             .add_service(BookingServiceServer::new(BookingApi::new(bookings)))
             .add_service(IntegrityServiceServer::new(IntegrityApi::new(
                 integrity_runner(&settings, &pool),
                 stop.clone(),
             )))
-            .add_service(AdminServiceServer::with_interceptor(
-                AdminApi::new(pool.clone(), flags.clone()),
-                admin_auth(&settings)?,
-            ));
+            .add_service(AdminServiceServer::new(AdminApi::new(pool.clone(), flags.clone())));
 
         let shutdown = stop.clone().cancelled_owned();
         let server = Box::pin(router.serve_with_incoming_shutdown(incoming(listener), shutdown));
@@ -228,24 +246,27 @@ fn integrity_runner(settings: &Settings, pool: &sqlx::PgPool) -> IntegrityRunner
     )
 }
 
-/// Operator tokens from the settings: `--admin-token`, and/or the first line of
-/// `--admin-token-file`.
-fn admin_auth(settings: &Settings) -> Result<AdminAuth, StartupError> {
-    let mut tokens = Vec::new();
-    if let Some(token) = &settings.admin_token {
-        tokens.push(("operator".to_owned(), token.clone()));
+/// How often the principals' files are reread: a removed token stops
+/// working well within a second.
+const PRINCIPALS_RELOAD_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The principals of `--principals-file`, `--principals` and the generated
+/// token files; none at all leaves only health and reflection open.
+fn authenticator(settings: &Settings) -> Result<Authenticator, StartupError> {
+    let sources = Sources {
+        file: settings.principals_file.clone(),
+        inline: settings.principals.clone(),
+        token_files: settings.token_files.clone(),
+    };
+    if sources.is_empty() {
+        tracing::warn!(
+            "no principals configured (BOOKINGD_PRINCIPALS_FILE, BOOKINGD_PRINCIPALS): every call except health \
+             and reflection will be refused"
+        );
     }
-    if let Some(path) = &settings.admin_token_file {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                if let Some(line) = text.lines().map(str::trim).find(|l| !l.is_empty()) {
-                    tokens.push(("operator".to_owned(), secrecy::SecretString::from(line.to_owned())));
-                }
-            }
-            Err(source) => return Err(StartupError::AdminTokenFile { path: path.display().to_string(), source }),
-        }
-    }
-    Ok(AdminAuth::new(tokens))
+    let authenticator = Authenticator::new(sources)?;
+    tracing::info!(principals = authenticator.current().principal_count(), "principals loaded");
+    Ok(authenticator)
 }
 
 /// Accepted connections with Nagle off: the builder's `tcp_nodelay` only

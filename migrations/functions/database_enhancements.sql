@@ -3,13 +3,10 @@
 -- emergency_database_rollback.sql. Kept out of the numbered migrations so it
 -- can come and go without touching the schema. Idempotent: safe to rerun.
 --
--- Error codes raised here (mapped to domain errors in src/db/error.rs):
+-- Error codes raised here (mapped to domain errors in src/booking/atomic.rs):
 --   BK001 tour not found          BK002 tour not active (detail: status)
 --   BK003 sold out (detail: seats left)   BK004 tour is a template / undated
 --   22023 invalid parameter
-
--- "trigger does not exist, skipping" notices are expected on a first deploy
-set local client_min_messages = warning;
 
 create or replace function create_booking_atomic(p_booking jsonb, p_user_id uuid)
 returns bookings
@@ -122,7 +119,10 @@ begin
 end;
 $$;
 
-drop trigger if exists restore_availability_trigger on bookings;
-create trigger restore_availability_trigger
+-- create or replace (PostgreSQL 14+), not drop + create: DROP TRIGGER takes
+-- ACCESS EXCLUSIVE on bookings and queues behind any reader (a pg_dump holds
+-- ACCESS SHARE for its whole run), with every booking queued behind it; this
+-- takes SHARE ROW EXCLUSIVE, which readers do not block
+create or replace trigger restore_availability_trigger
     before update of booking_status on bookings
     for each row execute function restore_tour_availability();

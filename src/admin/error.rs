@@ -3,6 +3,8 @@
 
 use uuid::Uuid;
 
+use crate::db::error::DbError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// Actions that change something must say why: the reason goes into the
@@ -32,8 +34,12 @@ pub enum AdminError {
     /// Tour rows stayed locked by other transactions past the lock timeout.
     #[error("tours are busy (locked by other transactions); try again")]
     ToursBusy,
-    #[error("database error while {action}: {source}")]
-    Database { action: &'static str, source: sqlx::Error },
+    /// DDL on `bookings` could not get its locks in time, on every attempt.
+    #[error("{message}")]
+    TableLocked { message: String, pids: String },
+    /// A database fault, sorted by `db::error`; its kind decides the code.
+    #[error(transparent)]
+    Database(#[from] DbError),
 }
 
 fn join(ids: &[Uuid]) -> String {
@@ -47,7 +53,7 @@ pub(crate) trait DbContext<T> {
 
 impl<T> DbContext<T> for Result<T, sqlx::Error> {
     fn context(self, action: &'static str) -> Result<T, AdminError> {
-        self.map_err(|source| AdminError::Database { action, source })
+        self.map_err(|source| AdminError::Database(DbError::new(action, source)))
     }
 }
 

@@ -1,8 +1,8 @@
 //! Operator tools: repair availability from bookings, clamp negative
 //! availability, pause and resume bookings, deploy and roll back the
-//! atomic-path functions, backups, and the embedded default's admin token.
+//! atomic-path functions, and backups.
 //!
-//! Every action that writes takes the operator's identity and a [`Reason`]
+//! Every action that writes takes the calling principal's name and a [`Reason`]
 //! and records one `audit_logs` row in the same transaction as its change, so
 //! the audit trail never claims a change that was rolled back (nor misses one
 //! that was not). Audit details hold ids, counts and the reason, never
@@ -15,7 +15,6 @@ pub mod error;
 pub mod functions;
 pub mod pause;
 pub mod repair;
-pub mod token;
 
 use uuid::Uuid;
 

@@ -29,6 +29,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{AdminError, Reason, TourChange, audit, db_span, error::DbContext, parse_tour_ids, selection};
+use crate::db::error::{DbError, DbErrorKind};
 
 const LIVE_SEATS_SQL: &str = include_str!("sql/live_seats.sql");
 
@@ -255,12 +256,12 @@ async fn record_overbooked(
     .context("recording overbooked tours")
 }
 
-/// A lock wait that hit `lock_timeout` (55P03) is the operator's "busy, try
-/// again", not an internal failure.
+/// A lock wait on tour rows that hit `lock_timeout` is the operator's "busy,
+/// try again" (naming the tours), not an internal failure.
 pub(super) fn lock_timeout_or(action: &'static str) -> impl FnOnce(sqlx::Error) -> AdminError {
-    move |source| match &source {
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03") => AdminError::ToursBusy,
-        _ => AdminError::Database { action, source },
+    move |source| match DbError::new(action, source) {
+        DbError { kind: DbErrorKind::LockTimeout, .. } => AdminError::ToursBusy,
+        other => AdminError::Database(other),
     }
 }
 

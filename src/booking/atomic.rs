@@ -14,6 +14,7 @@ use crate::booking::{
     store::{self, BookingRow, REFERENCE_KEY, REQUEST_ID_KEY, db_span},
     types::{Booking, Created},
 };
+use crate::db::error::sqlstate;
 
 /// Why the atomic path did not produce an answer.
 #[derive(Debug)]
@@ -33,9 +34,6 @@ impl From<BookingError> for AtomicFailure {
         AtomicFailure::Refused(error)
     }
 }
-
-/// SQLSTATE of a missing function (and of a missing operator or signature).
-const UNDEFINED_FUNCTION: &str = "42883";
 
 pub async fn create(pool: &sqlx::PgPool, prepared: &PreparedBooking) -> Result<Created, AtomicFailure> {
     for _ in 0..reference::ATTEMPTS {
@@ -114,7 +112,8 @@ fn classify(error: sqlx::Error, requested: i32) -> AtomicFailure {
         .map(str::to_owned)
         .unwrap_or_default();
     let refused = match code.as_str() {
-        UNDEFINED_FUNCTION => return AtomicFailure::PathUnavailable(db.message().to_owned()),
+        // a missing function (or signature): the runbook's rollback ran
+        sqlstate::UNDEFINED_FUNCTION => return AtomicFailure::PathUnavailable(db.message().to_owned()),
         // the function was dropped between planning and execution
         "XX000" if db.message().starts_with("cache lookup failed for function") => {
             return AtomicFailure::Interrupted(db.message().to_owned());

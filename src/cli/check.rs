@@ -90,7 +90,7 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(cli: &Cli, args: &CheckArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let mut client = IntegrityServiceClient::new(cli.channel().await?);
+    let mut client = IntegrityServiceClient::new(cli.authorized_channel().await?);
     let mut stream = if args.watch {
         let interval = prost_types::Duration::try_from(args.interval)?;
         let request =

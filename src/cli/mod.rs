@@ -31,9 +31,11 @@ use crate::proto::v1::admin_service_client::AdminServiceClient;
     about = "Operate a bookingd server",
     long_about = "Operate a bookingd server: health, the booking-path flag, integrity checks, repairs, \
                   maintenance pauses, database function deployment and backups.\n\n\
-                  Every command talks to bookingd over gRPC (--addr); admin commands present the \
-                  operator token (--token or BOOKINGD_ADMIN_TOKEN, else --token-file, else \
-                  .bookingd/admin-token, which the embedded default run generates). Backups talk to \
+                  Every command talks to bookingd over gRPC (--addr); every command but health presents \
+                  a bearer token (--token or BOOKINGD_ADMIN_TOKEN, else --token-file, else \
+                  .bookingd/admin-token: the operator token the embedded default run generates). \
+                  Read-only commands (check, flag get/history, repair without --apply) also work with an \
+                  auditor's token. Backups talk to \
                   PostgreSQL directly with pg_dump and pg_restore."
 )]
 pub struct Cli {
@@ -41,11 +43,11 @@ pub struct Cli {
     #[arg(long, env = "BOOKINGD_ADDR", default_value = "http://127.0.0.1:50051", global = true)]
     pub addr: String,
 
-    /// Operator bearer token for admin commands.
+    /// Bearer token of the principal bookingctl acts as (operator, or auditor for read-only commands).
     #[arg(long, env = "BOOKINGD_ADMIN_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<SecretString>,
 
-    /// File holding the operator token (first line) [default: .bookingd/admin-token if it exists].
+    /// File holding the token (first line) [default: .bookingd/admin-token if it exists].
     #[arg(long, env = "BOOKINGD_ADMIN_TOKEN_FILE", global = true)]
     pub token_file: Option<PathBuf>,
 
@@ -77,8 +79,8 @@ impl Cli {
         Ok(Endpoint::from_shared(self.addr.clone())?.connect().await?)
     }
 
-    /// The operator token: --token / BOOKINGD_ADMIN_TOKEN, else the first
-    /// line of --token-file, else of `.bookingd/admin-token` when present.
+    /// The token: --token / BOOKINGD_ADMIN_TOKEN, else the first line of
+    /// --token-file, else of `.bookingd/admin-token` when present.
     pub fn operator_token(&self) -> Result<SecretString, Box<dyn std::error::Error>> {
         if let Some(token) = &self.token {
             return Ok(token.clone());
@@ -88,52 +90,62 @@ impl Cli {
             Some(path) => path.clone(),
             None if default.exists() => default,
             None => {
-                return Err("admin commands need the operator token: --token, BOOKINGD_ADMIN_TOKEN or --token-file \
-                            (the embedded default writes .bookingd/admin-token)"
+                return Err("this command needs a token (the operator token, or an auditor's for read-only \
+                            commands): --token, BOOKINGD_ADMIN_TOKEN or --token-file (the embedded default \
+                            writes .bookingd/admin-token)"
                     .into());
             }
         };
-        let token = crate::admin::token::read_token_file(&path)
-            .map_err(|e| format!("cannot read the operator token from {}: {e}", path.display()))?;
+        let token = crate::auth::token::read_token_file(&path)
+            .map_err(|e| format!("cannot read the token from {}: {e}", path.display()))?;
         Ok(SecretString::from(token))
     }
 
-    /// The credential the load tool presents: the token when one is given
-    /// or the default token file exists, else none.
-    pub fn load_credential(&self) -> Result<load::Credential, Box<dyn std::error::Error>> {
-        let given = self.token.is_some() || self.token_file.is_some() || PathBuf::from(DEFAULT_TOKEN_FILE).exists();
-        if !given {
-            return Ok(load::Credential(None));
+    /// The load tool's credential: --token / --token-file like every command,
+    /// else the embedded default's booking-client token, else its operator token.
+    pub fn load_credential(&self) -> Result<Bearer, Box<dyn std::error::Error>> {
+        let booking_client = PathBuf::from(DEFAULT_BOOKING_CLIENT_TOKEN_FILE);
+        if self.token.is_none() && self.token_file.is_none() && booking_client.exists() {
+            let token = crate::auth::token::read_token_file(&booking_client)
+                .map_err(|e| format!("cannot read the token from {}: {e}", booking_client.display()))?;
+            return Bearer::new(&SecretString::from(token));
         }
-        Ok(load::Credential(Some(OperatorBearer::new(&self.operator_token()?)?.0)))
+        Bearer::new(&self.operator_token()?)
     }
 
-    /// An AdminService client presenting the operator token.
+    /// A channel whose every call presents the token.
+    pub async fn authorized_channel(&self) -> Result<AuthorizedChannel, Box<dyn std::error::Error>> {
+        let bearer = Bearer::new(&self.operator_token()?)?;
+        Ok(InterceptedService::new(self.channel().await?, bearer))
+    }
+
+    /// An AdminService client presenting the token.
     pub async fn admin_client(&self) -> Result<AdminClient, Box<dyn std::error::Error>> {
-        let bearer = OperatorBearer::new(&self.operator_token()?)?;
-        Ok(AdminServiceClient::with_interceptor(self.channel().await?, bearer))
+        Ok(AdminServiceClient::new(self.authorized_channel().await?))
     }
 }
 
 const DEFAULT_TOKEN_FILE: &str = ".bookingd/admin-token";
+const DEFAULT_BOOKING_CLIENT_TOKEN_FILE: &str = ".bookingd/booking-client-token";
 
-pub type AdminClient = AdminServiceClient<InterceptedService<Channel, OperatorBearer>>;
+pub type AuthorizedChannel = InterceptedService<Channel, Bearer>;
+pub type AdminClient = AdminServiceClient<AuthorizedChannel>;
 
 /// Adds `authorization: Bearer <token>` (marked sensitive) to every call.
 #[derive(Clone)]
-pub struct OperatorBearer(MetadataValue<Ascii>);
+pub struct Bearer(MetadataValue<Ascii>);
 
-impl OperatorBearer {
-    fn new(token: &SecretString) -> Result<Self, Box<dyn std::error::Error>> {
+impl Bearer {
+    pub fn new(token: &SecretString) -> Result<Self, Box<dyn std::error::Error>> {
         let mut value: MetadataValue<Ascii> = format!("Bearer {}", token.expose_secret().trim())
             .parse()
-            .map_err(|_| "the operator token must be printable ASCII")?;
+            .map_err(|_| "the token must be printable ASCII")?;
         value.set_sensitive(true);
-        Ok(OperatorBearer(value))
+        Ok(Bearer(value))
     }
 }
 
-impl Interceptor for OperatorBearer {
+impl Interceptor for Bearer {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         request.metadata_mut().insert("authorization", self.0.clone());
         Ok(request)

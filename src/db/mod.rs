@@ -1,6 +1,7 @@
 //! The database: pool, schema migrations, the deployable atomic-path
 //! functions, and the demo catalog.
 
+pub mod error;
 pub mod functions;
 pub mod seed;
 

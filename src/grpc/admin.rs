@@ -1,6 +1,6 @@
-//! `booking.v1.AdminService` adapter. The interceptor in [`super::auth`]
-//! has already authenticated the operator; handlers pass their identity to
-//! the domain for the audit trail.
+//! `booking.v1.AdminService` adapter. The layer in [`super::auth`] has
+//! already authenticated the caller and checked its role; handlers pass the
+//! principal's name to the domain for the audit trail.
 
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
@@ -9,7 +9,7 @@ use crate::{
     admin::{self, TourChange, functions::DeploymentCheck as DomainCheck},
     flags::Flags,
     grpc::{
-        auth::operator,
+        auth::{principal, require_operator_to_apply},
         flags::{atomic_path, changes_response, flag_response, key_or_default},
         status::ApiError,
     },
@@ -63,7 +63,7 @@ impl AdminService for AdminApi {
     }
 
     async fn set_flag(&self, request: Request<SetFlagRequest>) -> Result<Response<SetFlagResponse>, Status> {
-        let changed_by = operator(&request);
+        let changed_by = principal(&request)?.name().to_owned();
         let SetFlagRequest { key, enabled, reason } = request.get_ref();
         let changed =
             self.flags.set(key_or_default(key), *enabled, &changed_by, reason).await.map_err(ApiError::from)?;
@@ -87,8 +87,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<RepairAvailabilityRequest>,
     ) -> Result<Response<RepairAvailabilityResponse>, Status> {
-        let actor = operator(&request);
+        let caller = principal(&request)?;
         let RepairAvailabilityRequest { apply, tour_ids, reason } = request.into_inner();
+        if apply {
+            require_operator_to_apply(&caller)?;
+        }
+        let actor = caller.name().to_owned();
         let outcome = admin::repair::repair_availability(
             &self.pool,
             &actor,
@@ -109,7 +113,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ClampNegativeAvailabilityRequest>,
     ) -> Result<Response<ClampNegativeAvailabilityResponse>, Status> {
-        let actor = operator(&request);
+        let actor = principal(&request)?.name().to_owned();
         let outcome = admin::clamp::clamp_negative_availability(&self.pool, &actor, &request.into_inner().reason)
             .await
             .map_err(ApiError::from)?;
@@ -123,7 +127,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<PauseBookingsRequest>,
     ) -> Result<Response<PauseBookingsResponse>, Status> {
-        let actor = operator(&request);
+        let actor = principal(&request)?.name().to_owned();
         let PauseBookingsRequest { tour_ids, reason } = request.into_inner();
         let pause =
             admin::pause::pause_bookings(&self.pool, &actor, &tour_ids, &reason).await.map_err(ApiError::from)?;
@@ -137,7 +141,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ResumeBookingsRequest>,
     ) -> Result<Response<ResumeBookingsResponse>, Status> {
-        let actor = operator(&request);
+        let actor = principal(&request)?.name().to_owned();
         let ResumeBookingsRequest { pause_id, tour_ids, reason } = request.into_inner();
         let resumed = admin::pause::resume_bookings(&self.pool, &actor, &pause_id, &tour_ids, &reason)
             .await
@@ -152,7 +156,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<DeployFunctionsRequest>,
     ) -> Result<Response<DeployFunctionsResponse>, Status> {
-        let actor = operator(&request);
+        let actor = principal(&request)?.name().to_owned();
         let checks = admin::functions::deploy_functions(&self.pool, &actor, &request.into_inner().reason)
             .await
             .map_err(ApiError::from)?;
@@ -163,7 +167,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<RollbackFunctionsRequest>,
     ) -> Result<Response<RollbackFunctionsResponse>, Status> {
-        let actor = operator(&request);
+        let actor = principal(&request)?.name().to_owned();
         let checks = admin::functions::rollback_functions(&self.pool, &actor, &request.into_inner().reason)
             .await
             .map_err(ApiError::from)?;

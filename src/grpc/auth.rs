@@ -1,109 +1,190 @@
-//! Operator authentication for AdminService: `authorization: Bearer <token>`.
+//! The one access check every RPC goes through: a tower layer on the server
+//! builder that ties the call to a [`Principal`] (by its bearer token), checks the role the method needs in
+//! [`RPC_ACCESS`], and hands the principal to the handler in the request
+//! extensions. Handlers read it with [`principal`]; they never see a token.
 //!
-//! The interceptor puts the caller's [`Operator`] identity into the request
-//! extensions; admin handlers read it with [`operator`] for their audit trail.
+//! A path missing from the table is answered UNIMPLEMENTED before anything
+//! else: an RPC added without an access rule is closed, not open, and the
+//! table test (tests/api/access.rs) names it.
 
-use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
-use tonic::{Code, Request, Status, service::Interceptor};
+use tonic::{Code, Request, Status, body::Body};
+use tower::{Layer, Service};
 
-use crate::grpc::status::ApiError;
+use crate::{
+    auth::{AuthError, Authenticator, Principal, Role},
+    grpc::status::ApiError,
+};
 
-/// Who made an admin call, as recorded in audit trails.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Operator(pub String);
-
-/// Accepts the configured operator tokens; with none configured every admin
-/// call is refused (there is no open admin mode).
-#[derive(Clone)]
-pub struct AdminAuth {
-    // (identity, sha-256 of the token): compared by digest so the comparison
-    // time does not depend on how much of a guessed token is right
-    tokens: Arc<Vec<(String, [u8; 32])>>,
+/// Who may call a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No credential needed (health probes, reflection).
+    Public,
+    /// A principal with one of these roles.
+    Roles(&'static [Role]),
 }
 
-impl AdminAuth {
-    pub fn new(tokens: impl IntoIterator<Item = (String, SecretString)>) -> Self {
-        let tokens = tokens.into_iter().map(|(name, token)| (name, digest(token.expose_secret()))).collect();
-        AdminAuth { tokens: Arc::new(tokens) }
+const BOOKING: Access = Access::Roles(&[Role::BookingClient, Role::Operator]);
+const AUDIT: Access = Access::Roles(&[Role::Auditor, Role::Operator]);
+const OPERATE: Access = Access::Roles(&[Role::Operator]);
+
+/// The role each RPC needs. RepairAvailability is open to auditors because
+/// its default is a dry run; applying needs an operator, checked by the
+/// handler with [`require_operator_to_apply`] (the layer cannot see the body).
+pub const RPC_ACCESS: &[(&str, Access)] = &[
+    ("/grpc.health.v1.Health/Check", Access::Public),
+    ("/grpc.health.v1.Health/Watch", Access::Public),
+    // served only when reflection is switched on (BOOKINGD_REFLECTION)
+    ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", Access::Public),
+    ("/booking.v1.BookingService/CreateBooking", BOOKING),
+    ("/booking.v1.BookingService/ConfirmBooking", BOOKING),
+    ("/booking.v1.BookingService/CancelBooking", BOOKING),
+    ("/booking.v1.BookingService/GetBooking", BOOKING),
+    ("/booking.v1.BookingService/LookupJourney", BOOKING),
+    ("/booking.v1.BookingService/ListTours", BOOKING),
+    ("/booking.v1.IntegrityService/RunChecks", AUDIT),
+    ("/booking.v1.IntegrityService/WatchChecks", AUDIT),
+    ("/booking.v1.AdminService/GetFlag", AUDIT),
+    ("/booking.v1.AdminService/ListFlagChanges", AUDIT),
+    ("/booking.v1.AdminService/RepairAvailability", AUDIT),
+    ("/booking.v1.AdminService/SetFlag", OPERATE),
+    ("/booking.v1.AdminService/ClampNegativeAvailability", OPERATE),
+    ("/booking.v1.AdminService/PauseBookings", OPERATE),
+    ("/booking.v1.AdminService/ResumeBookings", OPERATE),
+    ("/booking.v1.AdminService/DeployFunctions", OPERATE),
+    ("/booking.v1.AdminService/RollbackFunctions", OPERATE),
+];
+
+pub fn access_for(path: &str) -> Option<Access> {
+    RPC_ACCESS.iter().find(|(p, _)| *p == path).map(|(_, access)| *access)
+}
+
+/// The authenticated caller of an RPC (put there by [`AuthLayer`]).
+pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
+    request.extensions().get::<Principal>().cloned().ok_or_else(|| {
+        // only reachable if a method is wired around the layer: refuse, never guess a name
+        ApiError::from(AuthError::MissingCredential).into()
+    })
+}
+
+/// A dry-run-or-apply RPC: applying needs the operator role.
+pub fn require_operator_to_apply(principal: &Principal) -> Result<(), Status> {
+    if principal.role() == Role::Operator {
+        return Ok(());
+    }
+    Err(ApiError::from(AuthError::RoleNotPermitted {
+        principal: principal.name().to_owned(),
+        role: principal.role(),
+        required: format!("{} (to apply; a dry run is open to auditors)", Role::Operator),
+    })
+    .into())
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    authenticator: Authenticator,
+}
+
+impl AuthLayer {
+    pub fn new(authenticator: Authenticator) -> Self {
+        AuthLayer { authenticator }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService { inner, authenticator: self.authenticator.clone() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    authenticator: Authenticator,
+}
+
+impl<S, ReqBody> Service<http::Request<ReqBody>> for AuthService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<Body>>,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = futures::future::Either<std::future::Ready<Result<http::Response<Body>, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
     }
 
-    fn identify(&self, header: Option<&str>) -> Result<Operator, ApiError> {
-        if self.tokens.is_empty() {
-            return Err(unauthenticated("no operator token is configured on this server (BOOKINGD_ADMIN_TOKEN)"));
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        match self.admit(&request) {
+            Ok(Some(principal)) => {
+                // the server span (telemetry::rpc, the outer layer) is current here
+                tracing::Span::current().record("enduser.id", principal.name());
+                request.extensions_mut().insert(principal);
+                futures::future::Either::Right(self.inner.call(request))
+            }
+            Ok(None) => futures::future::Either::Right(self.inner.call(request)),
+            Err(status) => futures::future::Either::Left(std::future::ready(Ok(status.into_http()))),
         }
-        let header = header.ok_or_else(|| unauthenticated("missing authorization: Bearer <operator token>"))?;
+    }
+}
+
+impl<S> AuthService<S> {
+    /// `Ok(None)`: a public method. `Err`: the refusal to send.
+    fn admit<B>(&self, request: &http::Request<B>) -> Result<Option<Principal>, Status> {
+        let path = request.uri().path();
+        let Some(access) = access_for(path) else {
+            return Err(ApiError::new(Code::Unimplemented, "METHOD_NOT_FOUND", format!("no method {path}")).into());
+        };
+        let Access::Roles(allowed) = access else { return Ok(None) };
+        let principal = self.identify(request).map_err(|error| refuse(path, error))?;
+        if !allowed.contains(&principal.role()) {
+            let required = allowed.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(refuse(
+                path,
+                AuthError::RoleNotPermitted {
+                    principal: principal.name().to_owned(),
+                    role: principal.role(),
+                    required,
+                },
+            ));
+        }
+        Ok(Some(principal))
+    }
+
+    /// The bearer token's principal.
+    fn identify<B>(&self, request: &http::Request<B>) -> Result<Principal, AuthError> {
+        let header = request.headers().get(http::header::AUTHORIZATION).ok_or(AuthError::MissingCredential)?;
         let token = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| unauthenticated("authorization must be \"Bearer <operator token>\""))?;
-        let presented = digest(token.trim());
-        self.tokens
-            .iter()
-            .find(|(_, expected)| constant_time_eq(expected, &presented))
-            .map(|(name, _)| Operator(name.clone()))
-            .ok_or_else(|| unauthenticated("operator token not recognised"))
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty() && !token.contains(char::is_whitespace))
+            .ok_or(AuthError::MalformedCredential)?;
+        self.authenticator.by_token(token).ok_or(AuthError::UnknownCredential)
     }
 }
 
-impl Interceptor for AdminAuth {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
-        match self.identify(header) {
-            Ok(operator) => {
-                request.extensions_mut().insert(operator);
-                Ok(request)
-            }
-            Err(error) => {
-                tracing::warn!(reason = %error.message, "admin call refused");
-                Err(error.into())
-            }
-        }
-    }
-}
-
-/// The authenticated caller of an admin RPC.
-pub fn operator<T>(request: &Request<T>) -> String {
-    request.extensions().get::<Operator>().map(|o| o.0.clone()).unwrap_or_else(|| "unknown".to_owned())
-}
-
-fn unauthenticated(message: &str) -> ApiError {
-    ApiError::new(Code::Unauthenticated, "UNAUTHENTICATED", message)
-}
-
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+fn refuse(path: &str, error: AuthError) -> Status {
+    tracing::warn!(path, reason = %error, "call refused");
+    ApiError::from(error).into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn auth() -> AdminAuth {
-        AdminAuth::new([("operator".to_owned(), SecretString::from("s3cret"))])
-    }
-
     #[test]
-    fn the_right_token_identifies_the_operator() {
-        assert_eq!(auth().identify(Some("Bearer s3cret")).expect("accepted"), Operator("operator".into()));
-    }
-
-    #[test]
-    fn wrong_missing_or_malformed_tokens_are_refused() {
-        for header in [None, Some("Bearer nope"), Some("s3cret"), Some("Basic s3cret")] {
-            let error = auth().identify(header).expect_err("refused");
-            assert_eq!(error.code, Code::Unauthenticated, "{header:?}");
+    fn every_entry_is_unique_and_a_full_method_path() {
+        for (index, (path, _)) in RPC_ACCESS.iter().enumerate() {
+            assert!(path.starts_with('/') && path[1..].contains('/'), "{path}");
+            assert!(RPC_ACCESS[index + 1..].iter().all(|(other, _)| other != path), "{path} listed twice");
         }
-    }
-
-    #[test]
-    fn no_configured_token_refuses_everyone() {
-        let error = AdminAuth::new([]).identify(Some("Bearer anything")).expect_err("refused");
-        assert_eq!(error.code, Code::Unauthenticated);
+        assert_eq!(access_for("/booking.v1.BookingService/NoSuchMethod"), None);
     }
 }

@@ -146,6 +146,8 @@ impl RpcCall {
             rpc.grpc.status_code = Empty,
             otel.status_code = Empty,
             otel.status_description = Empty,
+            // the principal's name, recorded by the access layer (grpc::auth)
+            enduser.id = Empty,
         );
 
         let parent = TraceContextPropagator::new()

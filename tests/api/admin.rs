@@ -215,7 +215,7 @@ async fn a_dry_run_repair_reports_the_drift_and_changes_nothing() {
     assert_eq!((change.available_spots_before, change.available_spots_after, change.live_seats), (18, 15, 5));
     assert_eq!(available_spots(&app.pool, tour).await, 18, "a dry run writes nothing");
     let (actor, details) = last_audit(&app.pool, "availability_repair_previewed").await;
-    assert_eq!(actor, "operator");
+    assert_eq!(actor, crate::helpers::TEST_OPERATOR);
     assert_eq!(details["changes"][0]["available_spots_after"], 15);
 }
 
@@ -249,7 +249,7 @@ async fn an_applied_repair_fixes_the_drift_returns_before_and_after_and_is_audit
     assert_eq!(available_spots(&app.pool, tour).await, 15);
     assert_eq!(available_spots(&app.pool, untouched).await, 2, "tours outside the selection are not touched");
     let (actor, details) = last_audit(&app.pool, "availability_repaired").await;
-    assert_eq!(actor, "operator");
+    assert_eq!(actor, crate::helpers::TEST_OPERATOR);
     assert_eq!(details["reason"], "drift seen by the consistency monitor");
     assert_eq!(details["changes"][0]["tour_id"], tour.to_string());
     assert_eq!(details["changes"][0]["available_spots_before"], 19);
@@ -554,7 +554,10 @@ async fn clamp_records_the_negative_tours_in_an_incident_before_clamping_them() 
     assert_eq!((available_spots(&app.pool, a).await, available_spots(&app.pool, b).await), (0, 0));
     assert_eq!(available_spots(&app.pool, fine).await, 6);
     let (actor, audit) = last_audit(&app.pool, "negative_availability_clamped").await;
-    assert_eq!((actor.as_str(), audit["incident_id"].as_i64()), ("operator", Some(response.incident_id)));
+    assert_eq!(
+        (actor.as_str(), audit["incident_id"].as_i64()),
+        (crate::helpers::TEST_OPERATOR, Some(response.incident_id))
+    );
 
     // nothing negative left: a second clamp records no incident
     let again = app
@@ -620,9 +623,12 @@ async fn resume_reactivates_exactly_the_tours_the_pause_took() {
     assert_eq!(status_of(&app.pool, in_maintenance).await, "maintenance", "in maintenance for its own reasons");
     assert_eq!(status_of(&app.pool, inactive).await, "inactive");
     let (actor, details) = last_audit(&app.pool, "bookings_paused").await;
-    assert_eq!((actor.as_str(), details["pause_id"].as_str()), ("operator", Some(pause.pause_id.as_str())));
+    assert_eq!(
+        (actor.as_str(), details["pause_id"].as_str()),
+        (crate::helpers::TEST_OPERATOR, Some(pause.pause_id.as_str()))
+    );
     let (actor, details) = last_audit(&app.pool, "bookings_resumed").await;
-    assert_eq!((actor.as_str(), details["reason"].as_str()), ("operator", Some("repair done")));
+    assert_eq!((actor.as_str(), details["reason"].as_str()), (crate::helpers::TEST_OPERATOR, Some("repair done")));
 }
 
 #[tokio::test]
@@ -738,7 +744,10 @@ async fn rollback_and_deploy_return_the_post_deployment_checks_and_the_catalogs_
     assert_eq!((atomic.passed, atomic.detail.as_str()), (false, "FAIL: atomic function missing"));
     assert!(!check(&rolled_back, "trigger_check").passed);
     let (actor, details) = last_audit(&app.pool, "functions_rolled_back").await;
-    assert_eq!((actor.as_str(), details["reason"].as_str()), ("operator", Some("atomic path misbehaving")));
+    assert_eq!(
+        (actor.as_str(), details["reason"].as_str()),
+        (crate::helpers::TEST_OPERATOR, Some("atomic path misbehaving"))
+    );
 
     let deployed = app
         .admin()
@@ -752,7 +761,7 @@ async fn rollback_and_deploy_return_the_post_deployment_checks_and_the_catalogs_
     assert_eq!(check(&deployed, "trigger_check").detail, "PASS: restoration trigger active");
     assert!(deployed.iter().all(|c| c.passed), "{deployed:?}");
     let (actor, _) = last_audit(&app.pool, "functions_deployed").await;
-    assert_eq!(actor, "operator");
+    assert_eq!(actor, crate::helpers::TEST_OPERATOR);
 
     let no_reason =
         app.admin().deploy_functions(DeployFunctionsRequest { reason: String::new() }).await.expect_err("reason");
@@ -792,7 +801,7 @@ async fn bookingctl_runs_admin_commands_with_the_token_and_fails_clearly_without
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("operator token"), "{refused:?}");
     assert!(!wrong.status.success());
-    assert!(String::from_utf8_lossy(&wrong.stderr).contains("UNAUTHENTICATED"), "{wrong:?}");
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("CREDENTIAL_UNKNOWN"), "{wrong:?}");
     assert_eq!(available_spots(&app.pool, tour).await, 7);
     let _ = std::fs::remove_dir_all(cwd);
 }

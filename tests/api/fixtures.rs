@@ -25,7 +25,7 @@ use tonic::{Code, Status, transport::Endpoint};
 use tonic_types::StatusExt;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, wait_until};
+use crate::helpers::{BearerToken, TEST_BOOKING_TOKEN, TestApp, wait_until};
 
 /// A tour to create; `Default` is a plain dated, active, stand-alone tour.
 #[derive(Debug, Clone)]
@@ -290,7 +290,7 @@ pub async fn storm(
     let mut clients = Vec::with_capacity(connections);
     for _ in 0..connections {
         let channel = Endpoint::from_shared(app.addr.clone()).expect("endpoint").connect().await.expect("connect");
-        clients.push(BookingServiceClient::new(channel));
+        clients.push(BookingServiceClient::with_interceptor(channel, BearerToken::new(TEST_BOOKING_TOKEN)));
     }
 
     let workers = clients.into_iter().map(|mut client| {

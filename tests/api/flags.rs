@@ -91,7 +91,7 @@ async fn set_flag_takes_effect_at_once_in_the_process_that_made_it() {
     assert!(evaluated.enabled);
     assert!(flag.enabled);
     assert_eq!(flag.source(), FlagSource::Database);
-    assert_eq!(flag.updated_by, "operator");
+    assert_eq!(flag.updated_by, crate::helpers::TEST_OPERATOR);
     assert!(flag.updated_at.is_some());
     app.stop().await;
 }
@@ -336,7 +336,7 @@ async fn every_flip_is_recorded_and_listed_newest_first_page_by_page() {
         all.changes.iter().map(|c| (c.old_value, c.new_value, c.reason.clone())).collect();
     assert_eq!(listed, expected);
     assert!(all.changes.windows(2).all(|pair| pair[0].id > pair[1].id), "newest first");
-    assert!(all.changes.iter().all(|c| c.changed_by == "operator" && c.changed_at.is_some()));
+    assert!(all.changes.iter().all(|c| c.changed_by == crate::helpers::TEST_OPERATOR && c.changed_at.is_some()));
     app.stop().await;
 }
 
@@ -446,7 +446,10 @@ async fn bookingctl_flag_set_flips_the_flag_and_records_the_operator_and_reason(
             .fetch_one(&app.pool)
             .await
             .expect("one change");
-    assert_eq!((changed_by.as_str(), reason.as_str(), new_value), ("operator", "runbook scenario 2", true));
+    assert_eq!(
+        (changed_by.as_str(), reason.as_str(), new_value),
+        (crate::helpers::TEST_OPERATOR, "runbook scenario 2", true)
+    );
     app.stop().await;
 }
 

@@ -111,8 +111,30 @@ pub async fn create_test_database() -> String {
     with_database(test_server_url(), &name)
 }
 
-/// The operator token every test server accepts.
-pub const TEST_ADMIN_TOKEN: &str = "test-operator-token";
+/// Tokens of the three principals every test server knows (one per role).
+pub const TEST_OPERATOR_TOKEN: &str = "test-operator-token-0123456789abcdef";
+pub const TEST_AUDITOR_TOKEN: &str = "test-auditor-token-0123456789abcdef";
+pub const TEST_BOOKING_TOKEN: &str = "test-booking-client-token-0123456789";
+/// The operator token (the name older tests use).
+pub const TEST_ADMIN_TOKEN: &str = TEST_OPERATOR_TOKEN;
+/// Principal names the test server records in audit rows and spans.
+pub const TEST_OPERATOR: &str = "test-operator";
+pub const TEST_AUDITOR: &str = "test-auditor";
+pub const TEST_BOOKING_CLIENT: &str = "test-booking-client";
+
+/// `--principals` for the three test principals.
+pub fn test_principals() -> String {
+    use bookingd::auth::token::digest_hex;
+    format!(
+        "{TEST_OPERATOR}:operator:{},{TEST_AUDITOR}:auditor:{},{TEST_BOOKING_CLIENT}:booking-client:{}",
+        digest_hex(TEST_OPERATOR_TOKEN),
+        digest_hex(TEST_AUDITOR_TOKEN),
+        digest_hex(TEST_BOOKING_TOKEN)
+    )
+}
+
+/// A channel whose every call presents `token`.
+pub type Authed = InterceptedService<Channel, BearerToken>;
 
 /// Adds `authorization: Bearer <token>` to every request.
 #[derive(Clone)]
@@ -144,17 +166,29 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub fn booking(&self) -> BookingServiceClient<Channel> {
-        BookingServiceClient::new(self.channel.clone())
+    /// The shared connection presenting `token` on every call.
+    pub fn channel_with(&self, token: &str) -> Authed {
+        InterceptedService::new(self.channel.clone(), BearerToken::new(token))
     }
 
-    pub fn integrity(&self) -> IntegrityServiceClient<Channel> {
-        IntegrityServiceClient::new(self.channel.clone())
+    /// Booking client presenting the booking-client principal's token.
+    pub fn booking(&self) -> BookingServiceClient<Authed> {
+        BookingServiceClient::new(self.channel_with(TEST_BOOKING_TOKEN))
     }
 
-    /// Admin client presenting the operator token the test server was given.
-    pub fn admin(&self) -> AdminServiceClient<InterceptedService<Channel, BearerToken>> {
-        AdminServiceClient::with_interceptor(self.channel.clone(), BearerToken::new(TEST_ADMIN_TOKEN))
+    /// Integrity client presenting the auditor's token.
+    pub fn integrity(&self) -> IntegrityServiceClient<Authed> {
+        IntegrityServiceClient::new(self.channel_with(TEST_AUDITOR_TOKEN))
+    }
+
+    /// Admin client presenting the operator token.
+    pub fn admin(&self) -> AdminServiceClient<Authed> {
+        AdminServiceClient::new(self.channel_with(TEST_OPERATOR_TOKEN))
+    }
+
+    /// Admin client presenting `token`.
+    pub fn admin_as(&self, token: &str) -> AdminServiceClient<Authed> {
+        AdminServiceClient::new(self.channel_with(token))
     }
 
     /// Admin client presenting no token at all.
@@ -192,7 +226,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 pub async fn spawn_app_on(database_url: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::for_database(database_url);
     settings.health_probe_interval_ms = 100;
-    settings.admin_token = Some(TEST_ADMIN_TOKEN.to_owned().into());
+    settings.principals = Some(test_principals());
     configure(&mut settings);
     let app = Application::build(settings).await.expect("build the application");
     let addr = format!("http://{}", app.local_addr());

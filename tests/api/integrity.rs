@@ -802,7 +802,7 @@ async fn unknown_check_names_are_refused_before_any_work() {
 
 async fn bookingctl_check(app: &TestApp, extra: &[&str]) -> (Option<i32>, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bookingctl"))
-        .args(["--addr", &app.addr, "check"])
+        .args(["--addr", &app.addr, "--token", crate::helpers::TEST_AUDITOR_TOKEN, "check"])
         .args(extra)
         .output()
         .await

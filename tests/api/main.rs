@@ -1,6 +1,7 @@
 //! The one integration-test binary: every test starts the real server on an
 //! ephemeral port against its own fresh database.
 
+mod access;
 mod admin;
 mod backup;
 mod booking_journey;
@@ -8,6 +9,9 @@ mod booking_lifecycle;
 mod booking_paths;
 mod booking_storm;
 mod booking_validation;
+mod db_errors;
+mod drill_ddl;
+mod drill_failures;
 mod fixtures;
 mod flags;
 mod foundation;

@@ -126,6 +126,23 @@ async fn a_unary_rpc_span_records_the_status_code_the_caller_received() {
     assert_eq!(string_attribute(&span.attributes, "rpc.service"), Some("booking.v1.BookingService"));
     assert_eq!(string_attribute(&span.attributes, "rpc.method"), Some("GetBooking"));
     assert_eq!(int_attribute(&span.attributes, "rpc.grpc.status_code"), Some(status.code() as i64));
+    assert_eq!(string_attribute(&span.attributes, "enduser.id"), Some(crate::helpers::TEST_BOOKING_CLIENT));
+}
+
+#[tokio::test]
+async fn a_refused_call_has_a_server_span_without_an_enduser() {
+    let telemetry = telemetry();
+    let app = spawn_app().await;
+    let caller = CallerTrace::new();
+
+    let status =
+        app.admin_as(crate::helpers::TEST_BOOKING_TOKEN).get_flag(caller.request(GetFlagRequest::default())).await;
+
+    let spans = trace_with_server_span(&telemetry.received, &caller.trace_id).await;
+    let span = server_spans(&spans)[0];
+    assert_eq!(status.expect_err("booking client").code(), tonic::Code::PermissionDenied);
+    assert_eq!(int_attribute(&span.attributes, "rpc.grpc.status_code"), Some(tonic::Code::PermissionDenied as i64));
+    assert_eq!(string_attribute(&span.attributes, "enduser.id"), None);
 }
 
 #[tokio::test]
@@ -196,7 +213,7 @@ async fn log_lines_carry_the_trace_and_span_id_of_the_request() {
         .logs
         .lines()
         .into_iter()
-        .find(|line| line["trace_id"] == caller.trace_id_hex() && line["fields"]["message"] == "admin call refused")
+        .find(|line| line["trace_id"] == caller.trace_id_hex() && line["fields"]["message"] == "call refused")
         .expect("the refusal is logged with the request's trace id");
     assert_eq!(refusal["span_id"], server_span_id.as_str());
 }

@@ -17,14 +17,11 @@ use std::{
 };
 
 use hdrhistogram::Histogram;
-use tonic::{
-    Code,
-    service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
-};
+use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 
 pub use report::{IntervalReport, LoadReport, ServerCpu};
 
+use super::Bearer;
 use crate::proto::v1::{
     CancelBookingRequest, CodePath, CreateBookingRequest, ListToursRequest,
     booking_service_client::BookingServiceClient,
@@ -94,20 +91,7 @@ struct Outcome {
     served_by: Option<&'static str>,
 }
 
-/// Adds the bearer token, when there is one, to every call.
-#[derive(Clone)]
-pub struct Credential(pub Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
-
-impl Interceptor for Credential {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
-pub type LoadClient = BookingServiceClient<InterceptedService<Channel, Credential>>;
+pub type LoadClient = BookingServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Shared between the callers and whoever watches the run (soak's reporter).
 pub struct Recorder {
@@ -168,7 +152,7 @@ pub struct Run {
 }
 
 /// Starts the callers (spread round robin over `channels`).
-pub fn start(plan: &LoadPlan, channels: &[Channel], credential: Credential) -> Run {
+pub fn start(plan: &LoadPlan, channels: &[Channel], credential: Bearer) -> Run {
     assert!(!plan.tours.is_empty() && !channels.is_empty() && plan.concurrency > 0, "validated by the command");
     let recorder = Arc::new(Recorder::new(plan));
     let tours: Arc<Vec<String>> = Arc::new(plan.tours.clone());
@@ -270,7 +254,7 @@ async fn one_booking(client: &mut LoadClient, plan: &LoadPlan, tour_id: &str) ->
 /// (`only_available`), dated, active.
 pub async fn pick_tours(
     channel: Channel,
-    credential: Credential,
+    credential: Bearer,
     count: usize,
 ) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let mut client = BookingServiceClient::with_interceptor(channel, credential);
