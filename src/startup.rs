@@ -106,11 +106,11 @@ impl Application {
         for name in crate::grpc::health::DATABASE_BACKED {
             health.set(name, true).await;
         }
-        background.spawn(health.clone().watch_database(pool.clone(), settings.health_probe_interval(), stop.clone()));
+        background.spawn(health.clone().watch_database(pool.clone(), settings.health_probe_interval, stop.clone()));
 
         // one resolver for the whole process: every service that asks for a
         // flag must share its cache, so a SetFlag is seen by all at once
-        let flags = Flags::new(pool.clone(), settings.use_legacy_booking_service, settings.flag_cache_ttl());
+        let flags = Flags::new(pool.clone(), settings.use_legacy_booking_service, settings.flag_cache_ttl);
         background.spawn(flags.clone().listen(stop.clone()));
         let bookings = start_bookings(&settings, &pool, flags.clone(), &health, &stop, &mut background).await;
 
@@ -134,7 +134,7 @@ impl Application {
         ));
 
         let router = Server::builder()
-            .timeout(settings.request_timeout())
+            .timeout(settings.request_timeout)
             .layer(RpcTraceLayer::new())
             // inside the trace layer: refused calls get their span, admitted ones its enduser.id
             .layer(AuthLayer::new(authenticator))
@@ -204,7 +204,7 @@ async fn start_bookings(
     stop: &CancellationToken,
     background: &mut JoinSet<()>,
 ) -> Bookings {
-    let rules = BookingRules { max_seats_per_booking: settings.max_seats_per_booking, hold: settings.hold_duration() };
+    let rules = BookingRules { max_seats_per_booking: settings.max_seats_per_booking, hold: settings.hold_duration };
     let atomic_path = AtomicPathStatus::new();
     // know the truth before the first request, not a probe interval later
     atomic_path.probe(pool).await;
@@ -230,7 +230,7 @@ async fn start_bookings(
         }
     });
     background.spawn(atomic_path.run_probe(pool.clone(), booking::path_status::PROBE_INTERVAL, stop.clone()));
-    background.spawn(booking::holds::run_sweeper(bookings.clone(), settings.hold_sweep_interval(), stop.clone()));
+    background.spawn(booking::holds::run_sweeper(bookings.clone(), settings.hold_sweep_interval, stop.clone()));
     bookings
 }
 
@@ -238,8 +238,8 @@ fn integrity_runner(settings: &Settings, pool: &sqlx::PgPool) -> IntegrityRunner
     IntegrityRunner::new(
         pool.clone(),
         RunnerSettings {
-            statement_timeout: settings.check_statement_timeout(),
-            lock_timeout: settings.check_lock_timeout(),
+            statement_timeout: settings.check_statement_timeout,
+            lock_timeout: settings.check_lock_timeout,
             concurrency: settings.check_concurrency,
             legacy_pin: settings.use_legacy_booking_service,
         },

@@ -104,8 +104,12 @@ begin
     if old.booking_status in ('pending', 'confirmed')
        and new.booking_status in ('cancelled', 'expired')
        and new.seats_released_at is null then
+        -- an overbooked tour's excess is paid down before any seat is sold
+        -- again (tours.overbooked_seats; the application's release does the same)
         update tours
-           set available_spots = available_spots + old.num_adults + old.num_children,
+           set available_spots = available_spots
+                                 + greatest(0, old.num_adults + old.num_children - overbooked_seats),
+               overbooked_seats = greatest(0, overbooked_seats - (old.num_adults + old.num_children)),
                updated_at = now()
          where id = old.tour_id;
         new.seats_released_at := now();

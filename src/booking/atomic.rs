@@ -9,9 +9,8 @@ use tracing::Instrument;
 
 use crate::booking::{
     error::BookingError,
-    reference,
-    service::PreparedBooking,
-    store::{self, BookingRow, REFERENCE_KEY, REQUEST_ID_KEY, db_span},
+    prepared::{AttemptError, PreparedBooking, with_fresh_reference},
+    store::{BookingRow, db_span},
     types::{Booking, Created},
 };
 use crate::db::error::sqlstate;
@@ -36,48 +35,40 @@ impl From<BookingError> for AtomicFailure {
 }
 
 pub async fn create(pool: &sqlx::PgPool, prepared: &PreparedBooking) -> Result<Created, AtomicFailure> {
-    for _ in 0..reference::ATTEMPTS {
-        let booking_reference = reference::generate();
-        // not a persistent prepared statement: a plan cached on a connection
-        // before the runbook's rollback kept pointing at the dropped
-        // function's oid after a redeploy ("cache lookup failed for function")
-        let called = sqlx::query_as::<_, BookingRow>("select * from create_booking_atomic($1, $2)")
-            .persistent(false)
-            .bind(payload(prepared, &booking_reference))
-            .bind(prepared.request.user_id)
-            .fetch_one(pool)
-            .instrument(db_span("create_booking_atomic"))
-            .await;
-        match called {
-            Ok(row) => {
-                let booking = Booking::try_from(row)?;
-                // the function answers a known key with the booking it made before
-                return if booking.id == prepared.id {
-                    Ok(Created { booking, replayed: false })
-                } else {
-                    Ok(prepared.replay(booking)?)
-                };
-            }
-            Err(error) => match violated_key(&error) {
-                Some(REFERENCE_KEY) => {
-                    tracing::info!("booking reference collision, retrying with a fresh one");
-                    continue;
-                }
-                // the same key raced on another tour (or the other path): the
-                // first one to commit owns it
-                Some(REQUEST_ID_KEY) => return Ok(prepared.replay_after_race(pool).await?),
-                _ => return Err(classify(error, prepared.request.seats.total())),
-            },
-        }
-    }
-    Err(BookingError::internal("creating a booking", "no free booking reference after several attempts").into())
+    with_fresh_reference(pool, prepared, |booking_reference| async move {
+        attempt(pool, prepared, &booking_reference).await
+    })
+    .await
 }
 
-fn violated_key(error: &sqlx::Error) -> Option<&'static str> {
-    match store::violated_unique_constraint(error) {
-        Some(REFERENCE_KEY) => Some(REFERENCE_KEY),
-        Some(REQUEST_ID_KEY) => Some(REQUEST_ID_KEY),
-        _ => None,
+/// One call of the function with one reference.
+async fn attempt(
+    pool: &sqlx::PgPool,
+    prepared: &PreparedBooking,
+    booking_reference: &str,
+) -> Result<Created, AttemptError<AtomicFailure>> {
+    // not a persistent prepared statement: a plan cached on a connection
+    // before the runbook's rollback kept pointing at the dropped function's
+    // oid after a redeploy ("cache lookup failed for function")
+    let called = sqlx::query_as::<_, BookingRow>("select * from create_booking_atomic($1, $2)")
+        .persistent(false)
+        .bind(payload(prepared, booking_reference))
+        .bind(prepared.request.user_id)
+        .fetch_one(pool)
+        .instrument(db_span("create_booking_atomic"))
+        .await;
+    match called {
+        Ok(row) => {
+            let booking = Booking::try_from(row)?;
+            // the function answers a known key with the booking it made before
+            if booking.id == prepared.id {
+                Ok(Created { booking, replayed: false })
+            } else {
+                Ok(prepared.replay(booking)?)
+            }
+        }
+        Err(error) => Err(AttemptError::collision(&error)
+            .unwrap_or_else(|| AttemptError::Failed(classify(error, prepared.request.seats.total())))),
     }
 }
 

@@ -5,7 +5,6 @@
 
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::{
@@ -15,6 +14,7 @@ use crate::{
         error::BookingError,
         journey, legacy,
         path_status::AtomicPathStatus,
+        prepared::PreparedBooking,
         store,
         types::{
             Booking, BookingId, BookingRequest, BookingRules, BookingStatus, Cancelled, CodePath, CreateBookingInput,
@@ -35,50 +35,6 @@ pub struct Bookings {
     flags: Flags,
     rules: BookingRules,
     atomic_path: AtomicPathStatus,
-}
-
-/// A validated request with the values the app chooses for it, identical
-/// whichever path stores it.
-#[derive(Debug, Clone)]
-pub struct PreparedBooking {
-    pub id: BookingId,
-    pub request: BookingRequest,
-    pub fingerprint: String,
-    pub hold_expires_at: DateTime<Utc>,
-}
-
-impl PreparedBooking {
-    fn new(request: BookingRequest) -> Self {
-        let now = Utc::now();
-        // microseconds, as PostgreSQL stores them, so both paths store the same instant
-        let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-        let hold = chrono::Duration::from_std(request.hold).unwrap_or(chrono::Duration::MAX);
-        PreparedBooking {
-            id: BookingId::new_random(),
-            fingerprint: request.fingerprint(),
-            hold_expires_at: now.checked_add_signed(hold).unwrap_or(DateTime::<Utc>::MAX_UTC),
-            request,
-        }
-    }
-
-    /// An earlier booking under the same key: the same request gets it back,
-    /// a different one is refused.
-    pub fn replay(&self, existing: Booking) -> Result<Created, BookingError> {
-        if existing.request_fingerprint == self.fingerprint {
-            Ok(Created { booking: existing, replayed: true })
-        } else {
-            Err(BookingError::IdempotencyKeyReused)
-        }
-    }
-
-    /// After a unique violation on the request id: the racing transaction
-    /// committed, so its booking is there to compare against.
-    pub async fn replay_after_race(&self, pool: &PgPool) -> Result<Created, BookingError> {
-        match store::booking_by_request_id(pool, self.request.request_id.as_str()).await? {
-            Some(existing) => self.replay(existing),
-            None => Err(BookingError::internal("replaying a raced request", "the racing booking vanished")),
-        }
-    }
 }
 
 /// What one sweep of lapsed holds did.

@@ -252,13 +252,20 @@ pub async fn end_booking(
     }
 
     // no trigger ran: release here, and mark the row so nothing releases twice
-    sqlx::query("update tours set available_spots = available_spots + $2, updated_at = now() where id = $1")
-        .bind(ended.tour_id.0)
-        .bind(ended.seats())
-        .execute(&mut *tx)
-        .instrument(db_span("update tours release seats"))
-        .await
-        .map_err(|e| BookingError::from_db("releasing seats", e))?;
+    // an overbooked tour's excess is paid down first (as the trigger does)
+    sqlx::query(
+        "update tours
+            set available_spots = available_spots + greatest(0, $2 - overbooked_seats),
+                overbooked_seats = greatest(0, overbooked_seats - $2),
+                updated_at = now()
+          where id = $1",
+    )
+    .bind(ended.tour_id.0)
+    .bind(ended.seats())
+    .execute(&mut *tx)
+    .instrument(db_span("update tours release seats"))
+    .await
+    .map_err(|e| BookingError::from_db("releasing seats", e))?;
     let row = sqlx::query_as::<_, BookingRow>(concat!(
         "update bookings set seats_released_at = now() where id = $1 and seats_released_at is null returning ",
         booking_columns!()

@@ -31,7 +31,7 @@ const RUNBOOK_THRESHOLD: i64 = 5;
 #[tokio::test]
 async fn one_hold_that_cannot_be_released_does_not_stop_the_others_expiring() {
     // Arrange: three short holds; the oldest one's release always fails
-    let app = spawn_app_with(|s| s.hold_sweep_interval_ms = 100).await;
+    let app = spawn_app_with(|s| s.hold_sweep_interval = Duration::from_millis(100)).await;
     let tour = create_tour(&app.pool, TourSpec::default()).await;
     let short = || CreateBookingRequest { hold_seconds: Some(1), ..booking_request(tour.tour_id) };
     let stuck = create_ok(&app, short()).await;

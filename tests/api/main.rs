@@ -12,6 +12,7 @@ mod booking_validation;
 mod db_errors;
 mod drill_ddl;
 mod drill_failures;
+mod drill_overbooked;
 mod fixtures;
 mod flags;
 mod foundation;
