@@ -281,8 +281,8 @@ impl Service {
     }
 
     fn stop(mut self) {
-        // SAFETY: kill(2) on our own child's pid
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let _ = self.child.wait();
     }
 }

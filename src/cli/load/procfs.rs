@@ -91,11 +91,12 @@ fn pids() -> Vec<u32> {
     entries.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()
 }
 
+/// `/proc` reports CPU time in USER_HZ ticks, which Linux fixes at 100 per
+/// second for user space whatever the kernel's own HZ.
+const TICKS_PER_SECOND: u64 = 100;
+
 fn ticks(count: u64) -> Duration {
-    // SAFETY: sysconf has no preconditions; it only reads a constant.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let per_second = if per_second > 0 { per_second as u64 } else { 100 };
-    Duration::from_nanos(count.saturating_mul(1_000_000_000) / per_second)
+    Duration::from_millis(count.saturating_mul(1000 / TICKS_PER_SECOND))
 }
 
 /// The fields of `/proc/<pid>/stat` the tool uses, in clock ticks.
