@@ -12,7 +12,8 @@
 //! - BENCH_SECONDS per cell (default 4), BENCH_TOURS spread width (1000),
 //! - BENCH_WORKLOAD `create` (default) or `create-cancel`,
 //! - BENCH_CONCURRENCY e.g. `1,16,64` (default), BENCH_SPREAD `spread,hot`,
-//! - BENCH_SERVICES e.g. `atomic,legacy` (default: every configuration),
+//! - BENCH_SERVICES e.g. `atomic,atomic+batch,legacy` (default: all three;
+//!   `atomic` and `legacy` with batching off, `atomic+batch` with it on),
 //! - BENCH_REPEAT rounds of the whole table (default 1).
 
 use std::{
@@ -37,9 +38,11 @@ struct ServiceConfig {
     env: &'static [(&'static str, &'static str)],
 }
 
-const SERVICES: [ServiceConfig; 2] = [
-    ServiceConfig { name: "atomic", legacy: false, env: &[] },
-    ServiceConfig { name: "legacy", legacy: true, env: &[] },
+const SERVICES: [ServiceConfig; 3] = [
+    ServiceConfig { name: "atomic", legacy: false, env: &[("BOOKINGD_BATCH_BOOKINGS", "false")] },
+    // group commit (the default)
+    ServiceConfig { name: "atomic+batch", legacy: false, env: &[("BOOKINGD_BATCH_BOOKINGS", "true")] },
+    ServiceConfig { name: "legacy", legacy: true, env: &[("BOOKINGD_BATCH_BOOKINGS", "false")] },
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -150,7 +153,7 @@ fn main() {
             println!("round {round}/{}", knobs.repeat);
         }
         println!(
-            "{:<8} {:<6} {:>4} | {:>9} {:>7} {:>7} {:>8} | {:>5} {:>5} {:>5} {:>5} | {:>9} {:>7} {:>7} {:>5} | {:>5} {:>5}",
+            "{:<12} {:<6} {:>4} | {:>9} {:>7} {:>7} {:>8} | {:>5} {:>5} {:>5} {:>5} | {:>9} {:>7} {:>7} {:>5} | {:>5} {:>5}",
             "service",
             "tours",
             "conc",
@@ -197,7 +200,7 @@ fn print_row(name: &str, spread: Spread, concurrency: usize, report: &LoadReport
     let total = cpu.total_us_per_booking();
     let failed: u64 = report.calls.iter().filter(|(call, _)| !call.ends_with(" Ok")).map(|(_, n)| n).sum();
     println!(
-        "{:<8} {:<6} {:>4} | {:>9.0} {:>7.2} {:>7.2} {:>8.2} | {:>5} {:>5} {:>5} {:>5} | {:>9.0} {:>7.2} {:>7.2} {:>5.0} | {:>5.2} {:>5}{}",
+        "{:<12} {:<6} {:>4} | {:>9.0} {:>7.2} {:>7.2} {:>8.2} | {:>5} {:>5} {:>5} {:>5} | {:>9.0} {:>7.2} {:>7.2} {:>5.0} | {:>5.2} {:>5}{}",
         name,
         spread.name(),
         concurrency,
