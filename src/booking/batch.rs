@@ -32,7 +32,7 @@ use crate::booking::{
     error::BookingError,
     prepared::PreparedBooking,
     reference,
-    store::BookingRow,
+    store::{BookingRow, db_span},
     types::{Booking, Created},
 };
 use crate::db::error::{self as db_error, sqlstate};
@@ -169,12 +169,7 @@ async fn run_batch(pool: &PgPool, conn: &mut PgConnection, mut jobs: Vec<Job>) -
     let references: Vec<String> = jobs.iter().map(|_| reference::generate()).collect();
     let payloads: Vec<Payload<'_>> =
         jobs.iter().zip(&references).map(|(job, reference)| Payload::new(&job.prepared, reference)).collect();
-    let span = tracing::info_span!(
-        "db.query",
-        db.system = "postgresql",
-        db.operation.name = "create_booking_atomic_batch",
-        db.operation.batch.size = jobs.len()
-    );
+    let span = db_span("create_booking_atomic_batch");
     let mut called = call(conn, &payloads).instrument(span.clone()).await;
     if let Err(error) = &called
         && atomic::dropped_stale_statements(conn, "create_booking_atomic_batch", error).await

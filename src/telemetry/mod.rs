@@ -153,6 +153,13 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// Span of one database call, by the OpenTelemetry database convention
+/// (`db.query`, the operation's name, never parameter values). Every domain
+/// wraps its queries in it.
+pub fn db_span(operation: &'static str) -> tracing::Span {
+    tracing::info_span!("db.query", db.system = "postgresql", db.operation.name = operation)
+}
+
 /// The server's setup: logs in `log_format` to stdout, export as the
 /// `OTEL_*` environment says.
 pub fn init(log_format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {

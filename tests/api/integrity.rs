@@ -841,3 +841,49 @@ async fn bookingctl_check_prints_one_json_line_per_check_and_exits_non_zero_on_a
         .expect("repair");
     assert_healthy(&app.pool).await;
 }
+
+#[tokio::test]
+async fn expired_holds_fails_while_a_lapsed_hold_keeps_its_seats_and_passes_once_a_sweeper_releases_it() {
+    // Arrange: a server whose sweeper does not come round during the test
+    let app = spawn_app_with(|settings| settings.hold_sweep_interval = Duration::from_secs(3600)).await;
+    let catalog = healthy_catalog(&app.pool).await;
+    assert_status(&run_check(&app, "expired_holds").await, CheckStatus::Pass);
+    let lapse = |booking: Uuid, ago: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query("update bookings set hold_expires_at = now() - $2::interval where id = $1")
+                .bind(booking)
+                .bind(ago)
+                .execute(&pool)
+                .await
+                .expect("lapse the hold");
+        }
+    };
+
+    // Act + Assert: lapsed 30 s ago is within the sweeper's grace
+    lapse(catalog.instance_pending, "30 seconds").await;
+    assert_status(&run_check(&app, "expired_holds").await, CheckStatus::Pass);
+    // lapsed 10 minutes ago and still holding its seats
+    lapse(catalog.instance_pending, "10 minutes").await;
+    let stuck = run_check(&app, "expired_holds").await;
+    assert_status(&stuck, CheckStatus::Fail);
+    assert_eq!(stuck.violation_count, 1);
+    assert!(stuck.observed_value.expect("oldest lapse") >= 600.0, "{stuck:?}");
+    assert_eq!(sample_field(&samples(&stuck)[0], "booking_id"), catalog.instance_pending.to_string());
+
+    // a replica with a working sweeper releases it, and the check passes
+    let sweeping =
+        crate::helpers::spawn_app_on(&app.database_url, |s| s.hold_sweep_interval = Duration::from_millis(100)).await;
+    wait_until("the lapsed hold expired by the sweeper", Duration::from_secs(20), || async {
+        run_check(&app, "expired_holds").await.status() == CheckStatus::Pass
+    })
+    .await;
+    let status: String = sqlx::query_scalar("select booking_status from bookings where id = $1")
+        .bind(catalog.instance_pending)
+        .fetch_one(&app.pool)
+        .await
+        .expect("status");
+    assert_eq!(status, "expired");
+    assert_healthy(&app.pool).await;
+    sweeping.stop().await;
+}
