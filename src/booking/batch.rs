@@ -35,7 +35,7 @@ use crate::booking::{
     store::{BookingRow, db_span},
     types::{Booking, Created},
 };
-use crate::db::error::{self as db_error, sqlstate};
+use crate::db::error::{self as db_error, DbError, sqlstate};
 
 /// Up to 64: every booking in a batch is a subtransaction, and PostgreSQL
 /// keeps 64 subtransaction ids per backend before others' snapshots slow down.
@@ -83,9 +83,15 @@ impl Batcher {
     pub async fn create(&self, prepared: &PreparedBooking) -> Result<Created, AtomicFailure> {
         let lane = lane_of(prepared, self.lanes.len());
         let (reply, answer) = oneshot::channel();
-        if self.lanes[lane].send(Job { prepared: prepared.clone(), reply }).await.is_ok()
-            && let Ok(result) = answer.await
-        {
+        // the caller's own db.query span: its wait in the lane plus the batch
+        // call that booked it (create_booking_atomic, batched)
+        let answered = async {
+            self.lanes[lane].send(Job { prepared: prepared.clone(), reply }).await.ok()?;
+            answer.await.ok()
+        }
+        .instrument(db_span("create_booking_atomic"))
+        .await;
+        if let Some(result) = answered {
             return result;
         }
         // the lanes are stopping (shutdown): book alone
@@ -169,12 +175,11 @@ async fn run_batch(pool: &PgPool, conn: &mut PgConnection, mut jobs: Vec<Job>) -
     let references: Vec<String> = jobs.iter().map(|_| reference::generate()).collect();
     let payloads: Vec<Payload<'_>> =
         jobs.iter().zip(&references).map(|(job, reference)| Payload::new(&job.prepared, reference)).collect();
-    let span = db_span("create_booking_atomic_batch");
-    let mut called = call(conn, &payloads).instrument(span.clone()).await;
+    let mut called = call(conn, &payloads).await;
     if let Err(error) = &called
         && atomic::dropped_stale_statements(conn, "create_booking_atomic_batch", error).await
     {
-        called = call(conn, &payloads).instrument(span).await;
+        called = call(conn, &payloads).await;
     }
     drop(payloads);
 
@@ -186,16 +191,28 @@ async fn run_batch(pool: &PgPool, conn: &mut PgConnection, mut jobs: Vec<Job>) -
             return true;
         }
         Err(error) => {
-            let healthy = !matches!(db_error::classify(&error), db_error::DbErrorKind::Unavailable);
+            let kind = db_error::classify(&error);
             if db_error::has_sqlstate(&error, sqlstate::UNDEFINED_FUNCTION) {
                 // the runbook's rollback ran (or the batch function is missing):
                 // the single call decides, and falls back to legacy like any booking
                 tracing::info!(%error, "batch call found a function missing; booking the batch one by one");
+                alone(pool, jobs);
+            } else if kind.is_retryable() {
+                // the database is away, busy or past a deadline: every booking
+                // in the batch gets that answer (nothing was written), as a
+                // single call would; the callers retry with their request ids
+                tracing::warn!(%error, size = jobs.len(), "batch call failed; nothing was booked");
+                let message = error.to_string();
+                for job in jobs {
+                    let source = sqlx::Error::Protocol(message.clone());
+                    let failure = DbError { action: "calling create_booking_atomic_batch", kind: kind.clone(), source };
+                    let _ = job.reply.send(Err(AtomicFailure::Refused(BookingError::Database(failure))));
+                }
             } else {
                 tracing::warn!(%error, size = jobs.len(), "batch call failed as a whole; booking its requests one by one");
+                alone(pool, jobs);
             }
-            alone(pool, jobs);
-            return healthy;
+            return kind != db_error::DbErrorKind::Unavailable;
         }
     };
     for (job, row) in jobs.into_iter().zip(rows) {

@@ -59,7 +59,7 @@ async fn one_batch_call_keeps_every_bookings_own_outcome_in_arrival_order() {
             (1, Some("BK003".to_owned()), Some("1".to_owned()), None),
             (2, None, None, Some("third".to_owned())),
             (3, None, None, Some("first".to_owned())),
-            (4, Some("BK001".to_owned()), None, None),
+            (4, Some("BK001".to_owned()), Some(String::new()), None),
         ]
     );
     let stored: i64 = sqlx::query_scalar("select count(*) from bookings where tour_id = $1")
