@@ -153,14 +153,6 @@ impl Application {
         self.local_addr
     }
 
-    pub fn port(&self) -> u16 {
-        self.local_addr.port()
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     /// The process's flag resolver (the instance the services use).
     pub fn flags(&self) -> &Flags {
         &self.flags

@@ -6,6 +6,7 @@
 mod admin;
 mod backup;
 mod bench;
+mod bookings;
 mod check;
 mod flag;
 mod health;
@@ -22,7 +23,7 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 
-use crate::proto::v1::admin_service_client::AdminServiceClient;
+use crate::proto::v1::{admin_service_client::AdminServiceClient, booking_service_client::BookingServiceClient};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,7 +31,8 @@ use crate::proto::v1::admin_service_client::AdminServiceClient;
     version,
     about = "Operate a bookingd server",
     long_about = "Operate a bookingd server: health, the booking-path flag, integrity checks, repairs, \
-                  maintenance pauses, database function deployment and backups.\n\n\
+                  maintenance pauses, database function deployment and backups; and the support desk's \
+                  tools: tours list, book, bookings get|find|confirm|cancel.\n\n\
                   Every command talks to bookingd over gRPC (--addr); every command but health presents \
                   a bearer token (--token or BOOKINGD_ADMIN_TOKEN, else --token-file, else \
                   .bookingd/admin-token: the operator token the embedded default run generates). \
@@ -72,6 +74,12 @@ pub enum Command {
     // about and manual: on BenchArgs / SoakArgs
     Bench(bench::BenchArgs),
     Soak(soak::SoakArgs),
+    /// Look a booking up (by id or reference, or a customer's by e-mail/WhatsApp), confirm or cancel it.
+    Bookings(bookings::BookingsArgs),
+    /// List bookable tours.
+    Tours(bookings::ToursArgs),
+    /// Make a booking (a seat hold; --confirm to confirm it at once).
+    Book(bookings::BookArgs),
 }
 
 impl Cli {
@@ -123,7 +131,15 @@ impl Cli {
     pub async fn admin_client(&self) -> Result<AdminClient, Box<dyn std::error::Error>> {
         Ok(AdminServiceClient::new(self.authorized_channel().await?))
     }
+
+    /// A BookingService client presenting the token (an operator's, or a
+    /// booking client's).
+    pub async fn booking_client(&self) -> Result<BookingClient, Box<dyn std::error::Error>> {
+        Ok(BookingServiceClient::new(self.authorized_channel().await?))
+    }
 }
+
+pub type BookingClient = BookingServiceClient<AuthorizedChannel>;
 
 const DEFAULT_TOKEN_FILE: &str = ".bookingd/admin-token";
 const DEFAULT_BOOKING_CLIENT_TOKEN_FILE: &str = ".bookingd/booking-client-token";
@@ -166,5 +182,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Backup(args) => backup::run(args).await,
         Command::Bench(args) => bench::run(&cli, args).await,
         Command::Soak(args) => soak::run(&cli, args).await,
+        Command::Bookings(args) => bookings::bookings(&cli, args).await,
+        Command::Tours(args) => bookings::tours(&cli, args).await,
+        Command::Book(args) => bookings::book(&cli, args).await,
     }
 }

@@ -122,11 +122,6 @@ pub struct TelemetryGuard {
 }
 
 impl TelemetryGuard {
-    /// True when spans are exported.
-    pub fn exports_traces(&self) -> bool {
-        self.tracer_provider.is_some()
-    }
-
     /// Exports everything buffered now (blocks until the exporters answer).
     pub fn force_flush(&self) {
         if let Some(provider) = &self.tracer_provider {

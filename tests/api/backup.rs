@@ -19,7 +19,7 @@ use sqlx::{Connection, Executor, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::{
-    admin::{book_like_legacy, insert_operator, insert_tour},
+    fixtures::{book_like_legacy, insert_operator, insert_tour},
     helpers::{assert_healthy, spawn_app, test_server_url, wait_until},
 };
 
@@ -68,13 +68,13 @@ async fn database_exists(url: &str) -> bool {
 
 #[tokio::test]
 async fn backup_drill_restores_identical_data_after_the_database_is_dropped() {
-    // arrange: bookings in a live database
+    // Arrange: bookings in a live database
     let app = spawn_app().await;
     bookings_to_back_up(&app.pool).await;
     let out = scratch_dir();
     let tools = PgTools::new(None);
 
-    // act: backup, verify, lose the database, restore
+    // Act: backup, verify, lose the database, restore
     let (dir, manifest) = backup::create(&app.database_url, &out, &tools, &quiet).await.expect("backup");
     let verified =
         backup::verify(&dir, Scratch::Server(test_server_url().to_owned()), &tools, &quiet).await.expect("verify");
@@ -84,7 +84,7 @@ async fn backup_drill_restores_identical_data_after_the_database_is_dropped() {
     drop_database(&database_url).await;
     let restored = backup::restore(&dir, &database_url, false, &tools, &quiet).await.expect("restore");
 
-    // assert: one timestamp names every file, the archives and manifest agree,
+    // Assert: one timestamp names every file, the archives and manifest agree,
     // and the restored database is the one we backed up
     let ts = &manifest.timestamp;
     assert!(dir.ends_with(format!("bookingd_backup_{ts}")), "{}", dir.display());
@@ -117,14 +117,17 @@ async fn backup_drill_restores_identical_data_after_the_database_is_dropped() {
 
 #[tokio::test]
 async fn verify_leaves_no_scratch_database_behind() {
+    // Arrange
     let app = spawn_app().await;
     bookings_to_back_up(&app.pool).await;
     let out = scratch_dir();
     let tools = PgTools::new(None);
     let (dir, manifest) = backup::create(&app.database_url, &out, &tools, &quiet).await.expect("backup");
 
+    // Act
     backup::verify(&dir, Scratch::Server(test_server_url().to_owned()), &tools, &quiet).await.expect("verify");
 
+    // Assert
     let mut server = PgConnection::connect(test_server_url()).await.expect("server");
     let left: i64 = sqlx::query_scalar("select count(*) from pg_database where datname like $1")
         .bind(format!("bookingd\\_verify\\_{}\\_%", manifest.timestamp))
@@ -138,6 +141,7 @@ async fn verify_leaves_no_scratch_database_behind() {
 
 #[tokio::test]
 async fn a_damaged_archive_fails_verification_and_restore() {
+    // Arrange
     let app = spawn_app().await;
     bookings_to_back_up(&app.pool).await;
     let out = scratch_dir();
@@ -149,10 +153,12 @@ async fn a_damaged_archive_fails_verification_and_restore() {
     bytes[middle] ^= 0xff;
     std::fs::write(&archive, bytes).expect("damage");
 
+    // Act
     let verify = backup::verify(&dir, Scratch::Server(test_server_url().to_owned()), &tools, &quiet).await;
     let target = with_database(test_server_url(), &format!("restore_target_{}", Uuid::new_v4().simple()));
     let restore = backup::restore(&dir, &target, false, &tools, &quiet).await;
 
+    // Assert
     assert!(
         matches!(verify, Err(bookingd::backup::BackupError::FileCorrupt { ref file, .. }) if *file == manifest.archive.file),
         "{verify:?}"
@@ -193,7 +199,7 @@ async fn a_backup_taken_while_bookings_flow_matches_its_own_manifest() {
     let out = scratch_dir();
     let tools = PgTools::new(None);
 
-    // act: back up mid-storm, then keep booking until it has been verified
+    // Act: back up mid-storm, then keep booking until it has been verified
     let (dir, manifest) = backup::create(&app.database_url, &out, &tools, &quiet).await.expect("backup");
     let during: i64 = sqlx::query_scalar("select count(*) from bookings").fetch_one(&app.pool).await.expect("count");
     let verified =
@@ -201,7 +207,7 @@ async fn a_backup_taken_while_bookings_flow_matches_its_own_manifest() {
     stop.store(true, Ordering::Relaxed);
     load.await.expect("load");
 
-    // assert: the archive and the manifest describe the same snapshot, even
+    // Assert: the archive and the manifest describe the same snapshot, even
     // though the database moved on while the dumps ran
     assert!(verified.matches(), "{:?}", verified.mismatches().collect::<Vec<_>>());
     let backed_up = manifest.tables.iter().find(|t| t.name == "bookings").expect("bookings").rows;
@@ -223,11 +229,13 @@ async fn bookingctl(cwd: &Path, args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn bookingctl_backs_up_verifies_on_a_scratch_server_and_restores_only_with_force_over_data() {
+    // Arrange
     let app = spawn_app().await;
     bookings_to_back_up(&app.pool).await;
     let out = scratch_dir();
     let occupied = spawn_app().await; // a migrated database: not empty
 
+    // Act
     let created = bookingctl(&out, &["backup", "create", "--database-url", &app.database_url, "--out", "."]).await;
     let created_stdout = String::from_utf8_lossy(&created.stdout).into_owned();
     assert!(created.status.success(), "{created_stdout}\n{}", String::from_utf8_lossy(&created.stderr));
@@ -239,6 +247,7 @@ async fn bookingctl_backs_up_verifies_on_a_scratch_server_and_restores_only_with
     let forced =
         bookingctl(&out, &["backup", "restore", dir_arg, "--target-url", &occupied.database_url, "--force"]).await;
 
+    // Assert
     let progress = String::from_utf8_lossy(&created.stderr);
     assert!(progress.contains("checksummed public.bookings") && progress.contains("wrote backup_"), "{progress}");
     assert!(
@@ -266,6 +275,7 @@ async fn bookingctl_backs_up_verifies_on_a_scratch_server_and_restores_only_with
 
 #[tokio::test]
 async fn verify_reports_a_table_whose_data_disagrees_with_the_manifest() {
+    // Arrange
     let app = spawn_app().await;
     bookings_to_back_up(&app.pool).await;
     let out = scratch_dir();
@@ -277,9 +287,11 @@ async fn verify_reports_a_table_whose_data_disagrees_with_the_manifest() {
     bookings.sha256 = "0".repeat(64);
     std::fs::write(dir.join(backup::MANIFEST_FILE), serde_json::to_vec(&manifest).expect("json")).expect("write");
 
+    // Act
     let verified =
         backup::verify(&dir, Scratch::Server(test_server_url().to_owned()), &tools, &quiet).await.expect("verify");
 
+    // Assert
     let mismatches: Vec<_> = verified.mismatches().collect();
     assert_eq!(mismatches.len(), 1, "{mismatches:?}");
     assert_eq!(mismatches[0].table, "public.bookings");

@@ -13,8 +13,11 @@ use sqlx::PgPool;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::helpers::{
-    TEST_ADMIN_TOKEN, TestApp, create_test_database, spawn_app_on, spawn_app_with, start_test_server, wait_until,
+use crate::{
+    fixtures::reason,
+    helpers::{
+        TEST_ADMIN_TOKEN, TestApp, create_test_database, spawn_app_on, spawn_app_with, start_test_server, wait_until,
+    },
 };
 
 /// A long TTL: within a test, only a SetFlag or a notification can change
@@ -29,10 +32,6 @@ async fn set_flag(app: &TestApp, enabled: bool, reason: &str) -> Result<bool, to
     let request = SetFlagRequest { key: USE_LEGACY_BOOKING_SERVICE.to_owned(), enabled, reason: reason.to_owned() };
     let response = app.admin().set_flag(request).await?.into_inner();
     Ok(response.previous)
-}
-
-fn reason_of(status: &tonic::Status) -> String {
-    status.get_error_details().error_info().map(|info| info.reason.clone()).unwrap_or_default()
 }
 
 async fn change_count(pool: &PgPool) -> i64 {
@@ -232,7 +231,7 @@ async fn an_environment_pin_wins_over_the_database_and_set_flag_names_the_variab
     assert!(flag.enabled);
     assert_eq!(flag.source(), FlagSource::Environment);
     assert_eq!(refused.code(), Code::FailedPrecondition);
-    assert_eq!(reason_of(&refused), "FLAG_PINNED_BY_ENVIRONMENT");
+    assert_eq!(reason(&refused), "FLAG_PINNED_BY_ENVIRONMENT");
     assert!(refused.message().contains("USE_LEGACY_BOOKING_SERVICE"), "{}", refused.message());
     assert_eq!(change_count(&app.pool).await, 0, "a refused flip records nothing");
     app.stop().await;
@@ -279,7 +278,7 @@ async fn unknown_flags_are_not_found_and_cannot_be_created() {
     // Assert
     for status in [get, set, list] {
         assert_eq!(status.code(), Code::NotFound);
-        assert_eq!(reason_of(&status), "FLAG_NOT_FOUND");
+        assert_eq!(reason(&status), "FLAG_NOT_FOUND");
     }
     let rows: i64 = sqlx::query_scalar("select count(*) from feature_flags").fetch_one(&app.pool).await.expect("count");
     assert_eq!(rows, 0);

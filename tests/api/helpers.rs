@@ -1,7 +1,8 @@
-//! Test harness: one throwaway PostgreSQL per test run (or TEST_DATABASE_URL),
-//! a fresh database per test, and the real server on an ephemeral port.
-
-#![allow(dead_code)] // shared by test modules that land one issue at a time
+//! Test harness: one throwaway PostgreSQL per test run (or
+//! TEST_DATABASE_URL), a fresh database per test, and the real server on an
+//! ephemeral port, with clients that carry each role's token. A server that
+//! fails or panics fails its test ([`TestApp::stop`], and on drop). Shared
+//! arrangements (tours, bookings, request builders) are in `fixtures.rs`.
 
 use std::{
     path::PathBuf,

@@ -22,4 +22,5 @@ mod helpers;
 mod integrity;
 mod otlp_collector;
 mod replicas;
+mod support_tools;
 mod telemetry;
