@@ -16,3 +16,4 @@ mod helpers;
 mod integrity;
 mod otlp_collector;
 mod telemetry;
+mod tls;
