@@ -255,8 +255,9 @@ async fn create_bench_tour(database_url: &str) -> uuid::Uuid {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child process by pid.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        // our own child, not yet reaped: the pid cannot have been reused
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let _ = self.child.wait();
     }
 }

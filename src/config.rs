@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Parser, ValueEnum};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum, parser::ValueSource};
 use secrecy::SecretString;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,20 +48,20 @@ pub struct Settings {
     pub use_legacy_booking_service: Option<bool>,
 
     /// How long the flag cache trusts a value before rereading it (NOTIFY usually beats it).
-    #[arg(long, env = "BOOKINGD_FLAG_CACHE_TTL_MS", default_value_t = 1000)]
-    pub flag_cache_ttl_ms: u64,
+    #[arg(long, env = "BOOKINGD_FLAG_CACHE_TTL", default_value = "1s", value_parser = parse_duration)]
+    pub flag_cache_ttl: Duration,
 
     /// Most seats (adults + children) one booking may take.
     #[arg(long, env = "BOOKINGD_MAX_SEATS_PER_BOOKING", default_value_t = 20)]
     pub max_seats_per_booking: i32,
 
     /// How long a pending booking holds its seats before it expires.
-    #[arg(long, env = "BOOKINGD_HOLD_SECONDS", default_value_t = 1800)]
-    pub hold_seconds: u32,
+    #[arg(long, env = "BOOKINGD_HOLD_DURATION", default_value = "30m", value_parser = parse_duration)]
+    pub hold_duration: Duration,
 
     /// How often expired holds are swept.
-    #[arg(long, env = "BOOKINGD_HOLD_SWEEP_INTERVAL_MS", default_value_t = 5000)]
-    pub hold_sweep_interval_ms: u64,
+    #[arg(long, env = "BOOKINGD_HOLD_SWEEP_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub hold_sweep_interval: Duration,
 
     /// TOML file of principals (name, role, token sha-256s, certificate names); reloaded on change and SIGHUP.
     #[arg(long, env = "BOOKINGD_PRINCIPALS_FILE")]
@@ -101,32 +101,83 @@ pub struct Settings {
     pub token_files: Vec<crate::auth::TokenFileSource>,
 
     /// Deadline for one unary RPC.
-    #[arg(long, env = "BOOKINGD_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
-    pub request_timeout_ms: u64,
+    #[arg(long, env = "BOOKINGD_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
 
     /// Requests served at once; beyond it callers get RESOURCE_EXHAUSTED.
     #[arg(long, env = "BOOKINGD_CONCURRENCY_LIMIT", default_value_t = 512)]
     pub concurrency_limit: usize,
 
     /// How often the database is probed for the health service.
-    #[arg(long, env = "BOOKINGD_HEALTH_PROBE_INTERVAL_MS", default_value_t = 1000)]
-    pub health_probe_interval_ms: u64,
+    #[arg(long, env = "BOOKINGD_HEALTH_PROBE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub health_probe_interval: Duration,
 
     /// Log format.
     #[arg(long, env = "BOOKINGD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
     /// statement_timeout of each integrity check's query (SET LOCAL in its read-only transaction).
-    #[arg(long, env = "BOOKINGD_CHECK_STATEMENT_TIMEOUT_MS", default_value_t = 5000)]
-    pub check_statement_timeout_ms: u64,
+    #[arg(long, env = "BOOKINGD_CHECK_STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub check_statement_timeout: Duration,
 
     /// lock_timeout of each integrity check: how long a check may wait behind a lock (e.g. DDL).
-    #[arg(long, env = "BOOKINGD_CHECK_LOCK_TIMEOUT_MS", default_value_t = 1000)]
-    pub check_lock_timeout_ms: u64,
+    #[arg(long, env = "BOOKINGD_CHECK_LOCK_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub check_lock_timeout: Duration,
 
     /// Integrity checks running at once in this process, across all requests.
     #[arg(long, env = "BOOKINGD_CHECK_CONCURRENCY", default_value_t = 4)]
     pub check_concurrency: usize,
+
+    /// The integer settings these durations replaced, accepted for one release.
+    #[command(flatten)]
+    pub deprecated: DeprecatedSettings,
+
+    /// One line per deprecated setting that was given, for the log.
+    #[arg(skip)]
+    pub deprecations: Vec<Deprecation>,
+}
+
+/// The `*_MS` / `*_SECONDS` integers of the previous release (flags and
+/// variables), hidden from `--help`. A given one is used when its
+/// replacement is not set, and logged as deprecated either way.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DeprecatedSettings {
+    #[arg(long = "flag-cache-ttl-ms", env = "BOOKINGD_FLAG_CACHE_TTL_MS", hide = true)]
+    flag_cache_ttl_ms: Option<u64>,
+    #[arg(long = "hold-seconds", env = "BOOKINGD_HOLD_SECONDS", hide = true)]
+    hold_seconds: Option<u64>,
+    #[arg(long = "hold-sweep-interval-ms", env = "BOOKINGD_HOLD_SWEEP_INTERVAL_MS", hide = true)]
+    hold_sweep_interval_ms: Option<u64>,
+    #[arg(long = "request-timeout-ms", env = "BOOKINGD_REQUEST_TIMEOUT_MS", hide = true)]
+    request_timeout_ms: Option<u64>,
+    #[arg(long = "health-probe-interval-ms", env = "BOOKINGD_HEALTH_PROBE_INTERVAL_MS", hide = true)]
+    health_probe_interval_ms: Option<u64>,
+    #[arg(long = "check-statement-timeout-ms", env = "BOOKINGD_CHECK_STATEMENT_TIMEOUT_MS", hide = true)]
+    check_statement_timeout_ms: Option<u64>,
+    #[arg(long = "check-lock-timeout-ms", env = "BOOKINGD_CHECK_LOCK_TIMEOUT_MS", hide = true)]
+    check_lock_timeout_ms: Option<u64>,
+}
+
+/// A deprecated setting that was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deprecation {
+    /// The old variable (its flag is the same name in kebab case).
+    pub old: &'static str,
+    pub new: &'static str,
+    /// The value it stood for, as the new setting writes it (`1s`, `250ms`).
+    pub value: String,
+    /// The new setting was given too, so the old one was ignored.
+    pub ignored: bool,
+}
+
+/// One deprecated integer folded into its replacement: the value given (if
+/// any), its unit, the old variable, the new field's id and variable, the
+/// new field.
+type Fold<'a> = (Option<u64>, fn(u64) -> Duration, &'static str, &'static str, &'static str, &'a mut Duration);
+
+/// A human duration: `250ms`, `5s`, `30m`, `1h 30m`.
+fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(text)
 }
 
 impl Settings {
@@ -152,13 +203,115 @@ impl Settings {
         Ok(())
     }
 
+    /// Flags and environment (flags win), with the deprecated names folded
+    /// in. Exits with clap's message on a bad flag or value.
+    pub fn load() -> Self {
+        Self::load_from(std::env::args_os())
+    }
+
+    pub fn load_from<I, T>(args: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Settings::command().get_matches_from(args);
+        let mut settings = Settings::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+        settings.apply_deprecated(&matches);
+        settings
+    }
+
+    fn apply_deprecated(&mut self, matches: &ArgMatches) {
+        let millis: fn(u64) -> Duration = Duration::from_millis;
+        let seconds: fn(u64) -> Duration = Duration::from_secs;
+        let old = self.deprecated.clone();
+        let table: [Fold<'_>; 7] = [
+            (
+                old.flag_cache_ttl_ms,
+                millis,
+                "BOOKINGD_FLAG_CACHE_TTL_MS",
+                "flag_cache_ttl",
+                "BOOKINGD_FLAG_CACHE_TTL",
+                &mut self.flag_cache_ttl,
+            ),
+            (
+                old.hold_seconds,
+                seconds,
+                "BOOKINGD_HOLD_SECONDS",
+                "hold_duration",
+                "BOOKINGD_HOLD_DURATION",
+                &mut self.hold_duration,
+            ),
+            (
+                old.hold_sweep_interval_ms,
+                millis,
+                "BOOKINGD_HOLD_SWEEP_INTERVAL_MS",
+                "hold_sweep_interval",
+                "BOOKINGD_HOLD_SWEEP_INTERVAL",
+                &mut self.hold_sweep_interval,
+            ),
+            (
+                old.request_timeout_ms,
+                millis,
+                "BOOKINGD_REQUEST_TIMEOUT_MS",
+                "request_timeout",
+                "BOOKINGD_REQUEST_TIMEOUT",
+                &mut self.request_timeout,
+            ),
+            (
+                old.health_probe_interval_ms,
+                millis,
+                "BOOKINGD_HEALTH_PROBE_INTERVAL_MS",
+                "health_probe_interval",
+                "BOOKINGD_HEALTH_PROBE_INTERVAL",
+                &mut self.health_probe_interval,
+            ),
+            (
+                old.check_statement_timeout_ms,
+                millis,
+                "BOOKINGD_CHECK_STATEMENT_TIMEOUT_MS",
+                "check_statement_timeout",
+                "BOOKINGD_CHECK_STATEMENT_TIMEOUT",
+                &mut self.check_statement_timeout,
+            ),
+            (
+                old.check_lock_timeout_ms,
+                millis,
+                "BOOKINGD_CHECK_LOCK_TIMEOUT_MS",
+                "check_lock_timeout",
+                "BOOKINGD_CHECK_LOCK_TIMEOUT",
+                &mut self.check_lock_timeout,
+            ),
+        ];
+        for (given, unit, old_name, new_id, new_name, field) in table {
+            let Some(given) = given else { continue };
+            let value = unit(given);
+            let ignored = matches.value_source(new_id) != Some(ValueSource::DefaultValue);
+            if !ignored {
+                *field = value;
+            }
+            let value = humantime::format_duration(value).to_string();
+            self.deprecations.push(Deprecation { old: old_name, new: new_name, value, ignored });
+        }
+    }
+
+    /// One warning per deprecated setting given (call once logging is up).
+    pub fn log_deprecations(&self) {
+        for d in &self.deprecations {
+            if d.ignored {
+                tracing::warn!(old = d.old, new = d.new, "deprecated setting ignored: its replacement is set too");
+            } else {
+                tracing::warn!(old = d.old, new = d.new, value = %d.value, "deprecated setting used; set the replacement instead (the old name goes in the next release)");
+            }
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         self.check_transport()?;
         if self.max_seats_per_booking < 1 {
             return Err("max seats per booking must be at least 1".into());
         }
-        if self.hold_seconds < 1 {
-            return Err("hold seconds must be at least 1".into());
+        if self.hold_duration < Duration::from_secs(1) {
+            return Err("the hold duration must be at least 1s".into());
         }
         if self.db_max_connections < 2 {
             return Err("the database pool needs at least 2 connections".into());
@@ -169,15 +322,27 @@ impl Settings {
         if self.check_concurrency < 1 {
             return Err("check concurrency must be at least 1".into());
         }
-        if self.check_statement_timeout_ms < 1 || self.check_lock_timeout_ms < 1 {
-            return Err("check statement and lock timeouts must be at least 1 ms (0 would mean no timeout)".into());
+        if self.check_statement_timeout < Duration::from_millis(1) || self.check_lock_timeout < Duration::from_millis(1)
+        {
+            return Err("check statement and lock timeouts must be at least 1ms (0 would mean no timeout)".into());
+        }
+        for (name, value) in [
+            ("the request timeout", self.request_timeout),
+            ("the flag cache ttl", self.flag_cache_ttl),
+            ("the hold sweep interval", self.hold_sweep_interval),
+            ("the health probe interval", self.health_probe_interval),
+        ] {
+            if value.is_zero() {
+                return Err(format!("{name} must be more than 0"));
+            }
         }
         Ok(())
     }
 
-    /// Settings for tests and embedding: defaults, no environment.
+    /// Settings for tests and embedding: no flags (the environment still
+    /// applies, as clap reads it), this database, port 0, no seed, no token.
     pub fn for_database(database_url: &str) -> Self {
-        let mut settings = Settings::parse_from(["bookingd"]);
+        let mut settings = Settings::load_from(["bookingd"]);
         settings.database_url = Some(SecretString::from(database_url.to_owned()));
         settings.listen_addr = "127.0.0.1:0".parse().expect("valid literal address");
         settings.seed_demo = Some(false);
@@ -186,32 +351,41 @@ impl Settings {
         settings.principals = None;
         settings
     }
+}
 
-    pub fn flag_cache_ttl(&self) -> Duration {
-        Duration::from_millis(self.flag_cache_ttl_ms)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_read_as_people_write_them() {
+        let settings = Settings::load_from(["bookingd", "--hold-duration", "90s", "--request-timeout", "250ms"]);
+        assert_eq!(settings.hold_duration, Duration::from_secs(90));
+        assert_eq!(settings.request_timeout, Duration::from_millis(250));
+        assert!(settings.deprecations.is_empty());
     }
 
-    pub fn hold_duration(&self) -> Duration {
-        Duration::from_secs(self.hold_seconds.into())
+    #[test]
+    fn an_old_integer_setting_still_works_and_is_reported() {
+        let settings = Settings::load_from(["bookingd", "--hold-seconds", "60", "--flag-cache-ttl-ms", "250"]);
+        assert_eq!(settings.hold_duration, Duration::from_secs(60));
+        assert_eq!(settings.flag_cache_ttl, Duration::from_millis(250));
+        let old: Vec<_> = settings.deprecations.iter().map(|d| (d.old, d.value.as_str(), d.ignored)).collect();
+        assert_eq!(old, [("BOOKINGD_FLAG_CACHE_TTL_MS", "250ms", false), ("BOOKINGD_HOLD_SECONDS", "1m", false)]);
     }
 
-    pub fn hold_sweep_interval(&self) -> Duration {
-        Duration::from_millis(self.hold_sweep_interval_ms)
+    #[test]
+    fn the_new_setting_wins_over_the_old_one() {
+        let settings = Settings::load_from(["bookingd", "--hold-seconds", "60", "--hold-duration", "2m"]);
+        assert_eq!(settings.hold_duration, Duration::from_secs(120));
+        assert!(settings.deprecations.iter().all(|d| d.ignored), "{:?}", settings.deprecations);
     }
 
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms)
-    }
-
-    pub fn check_statement_timeout(&self) -> Duration {
-        Duration::from_millis(self.check_statement_timeout_ms)
-    }
-
-    pub fn check_lock_timeout(&self) -> Duration {
-        Duration::from_millis(self.check_lock_timeout_ms)
-    }
-
-    pub fn health_probe_interval(&self) -> Duration {
-        Duration::from_millis(self.health_probe_interval_ms)
+    #[test]
+    fn a_zero_interval_is_refused() {
+        let mut settings = Settings::load_from(["bookingd"]);
+        assert_eq!(settings.validate(), Ok(()));
+        settings.health_probe_interval = Duration::ZERO;
+        assert!(settings.validate().is_err());
     }
 }

@@ -5,6 +5,13 @@
 //! `initdb` and `postgres` refuse to run as root, so when we are root the
 //! server runs as `nobody` (the child's uid/gid are set before exec) and its
 //! data directory is handed to that user.
+//!
+//! [`PostgresThread`] hosts one in a thread of its own (scratch and test
+//! servers).
+
+mod thread;
+
+pub use thread::PostgresThread;
 
 use std::{
     fs,
@@ -13,6 +20,14 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
+};
+
+use nix::{
+    sys::{
+        prctl,
+        signal::{self, Signal},
+    },
+    unistd::{self, Pid, User},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -101,19 +116,22 @@ impl EmbeddedPostgres {
         &self.bin_dir
     }
 
-    /// URL of a database on this server (superuser `postgres`, trust auth on
-    /// loopback only).
+    pub fn data_dir(&self) -> &Path {
+        &self.options.data_dir
+    }
+
+    /// URL of a database on this server.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.options.port)
+        url_for(self.options.port, database)
     }
 
     /// Fast shutdown (SIGINT: disconnect clients, checkpoint, exit), then
     /// SIGKILL if it has not exited within the deadline.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
-        let pid = child.id() as libc::pid_t;
-        // SAFETY: signalling our own child process by pid.
-        unsafe { libc::kill(pid, libc::SIGINT) };
+        let pid = child.id();
+        // our own child, not yet reaped: the pid cannot have been reused
+        let _ = signal::kill(Pid::from_raw(pid as i32), Signal::SIGINT);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -229,11 +247,12 @@ impl EmbeddedPostgres {
             command.args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
         }
         command.stdin(Stdio::null()).stdout(log).stderr(log_err);
-        // SAFETY: prctl is async-signal-safe; it only sets this child's
-        // parent-death signal so a crashed parent leaves no server behind.
+        // SAFETY: the closure only calls prctl (async-signal-safe, no
+        // allocation): it sets this child's parent-death signal so a crashed
+        // parent leaves no server behind.
         unsafe {
             command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
+                prctl::set_pdeathsig(Signal::SIGQUIT)?;
                 Ok(())
             });
         }
@@ -295,19 +314,21 @@ pub fn find_bin_dir() -> Result<PathBuf, EmbeddedPgError> {
 }
 
 fn run_as_for_current_user() -> Option<RunAs> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !unistd::geteuid().is_root() {
         return None;
     }
-    // SAFETY: getpwnam returns a pointer into static storage or null; we copy
-    // the two fields out immediately.
-    let nobody = unsafe { libc::getpwnam(c"nobody".as_ptr()) };
-    if nobody.is_null() {
-        return Some(RunAs { uid: 65534, gid: 65534 });
+    // 65534 is nobody on every distribution we know, for a system without a
+    // passwd entry
+    match User::from_name("nobody") {
+        Ok(Some(nobody)) => Some(RunAs { uid: nobody.uid.as_raw(), gid: nobody.gid.as_raw() }),
+        _ => Some(RunAs { uid: 65534, gid: 65534 }),
     }
-    // SAFETY: non-null pointer returned by getpwnam.
-    let (uid, gid) = unsafe { ((*nobody).pw_uid, (*nobody).pw_gid) };
-    Some(RunAs { uid, gid })
+}
+
+/// URL of a database on the server at `port` (superuser `postgres`, trust
+/// auth on loopback only).
+fn url_for(port: u16, database: &str) -> String {
+    format!("postgres://postgres@127.0.0.1:{port}/{database}")
 }
 
 /// A free loopback port, for servers whose port we choose.

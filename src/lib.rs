@@ -13,9 +13,11 @@
 //! - [`integrity`]: the runbook's monitors as checks, run in read-only
 //!   snapshots and streamed as they finish.
 //! - [`admin`]: operator tools (repair, clamp, pause/resume, deploy/rollback
-//!   of the atomic path, backups); audited with the principal, SQL of its own.
+//!   of the atomic path); audited with the principal, SQL of its own.
 //! - [`auth`]: principals and roles, the credentials standing for them, and
 //!   their reloadable configuration (the access check itself is `grpc::auth`).
+//! - [`backup`]: backup create/verify/restore with pg_dump and pg_restore
+//!   (bookingctl only, no RPC).
 //! - [`grpc`]: thin adapters from the generated services to the domains, and
 //!   the single domain-error → `tonic::Status` table.
 //! - [`telemetry`]: tracing subscriber and OpenTelemetry export.
@@ -23,6 +25,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backup;
 pub mod booking;
 pub mod cli;
 pub mod config;

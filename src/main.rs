@@ -9,12 +9,11 @@ use bookingd::{
     startup::Application,
     telemetry,
 };
-use clap::Parser;
 use secrecy::SecretString;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let mut settings = Settings::parse();
+    let mut settings = Settings::load();
     // Kept until after the server and the database have stopped: dropping it
     // flushes the last spans and metrics.
     let _telemetry = match telemetry::init(settings.log_format) {
@@ -24,6 +23,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    settings.log_deprecations();
     if let Err(problem) = settings.validate() {
         eprintln!("bookingd: invalid configuration: {problem}");
         return ExitCode::from(2);
@@ -38,13 +38,14 @@ async fn main() -> ExitCode {
 }
 
 async fn run(settings: &mut Settings) -> Result<(), Box<dyn std::error::Error>> {
-    // Started from the main thread on purpose: the server's parent-death
-    // signal is tied to the thread that spawned it.
     // a taken gRPC port should fail in a second, not after starting a database
     std::net::TcpListener::bind(settings.listen_addr)
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen_addr))?;
     let mut embedded = None;
     if settings.database_url.is_none() {
+        // Started from the main thread on purpose: the server's parent-death
+        // signal is tied to the thread that spawned it, and this one lives
+        // as long as the process.
         let server = EmbeddedPostgres::start(EmbeddedPgOptions {
             data_dir: settings.data_dir.join("pgdata"),
             port: settings.pg_port,

@@ -15,7 +15,10 @@ use crate::{
     auth::{Authenticator, PrincipalConfigError, Sources},
     booking::{self, AtomicPathStatus, Bookings, types::BookingRules},
     config::Settings,
-    db::{self, DbSetupError},
+    db::{
+        self, DbSetupError,
+        functions::{DdlError, DdlPolicy},
+    },
     flags::Flags,
     grpc::{
         admin::AdminApi,
@@ -72,11 +75,17 @@ impl Application {
         let url = settings.database_url.as_ref().ok_or(StartupError::NoDatabase)?;
         let pool = db::connect(url.expose_secret(), settings.db_max_connections, Duration::from_secs(15)).await?;
         db::migrate(&pool).await?;
-        if db::functions::deploy_on_first_start(&pool)
-            .await
-            .map_err(|source| DbSetupError::Query { action: "deploying the database functions", source })?
-        {
-            tracing::info!("deployed create_booking_atomic and restore_availability_trigger");
+        match db::functions::deploy_on_first_start(&pool, DdlPolicy::default()).await {
+            Ok(true) => tracing::info!("deployed create_booking_atomic and restore_availability_trigger"),
+            Ok(false) => {}
+            // the functions in place keep serving; a start must not queue
+            // bookings behind a lock (a rolling restart during a pg_dump)
+            Err(error @ DdlError::Busy { .. }) => {
+                tracing::warn!(%error, "database functions not refreshed; retry with `bookingctl functions deploy`")
+            }
+            Err(DdlError::Database(source)) => {
+                return Err(DbSetupError::Query { action: "deploying the database functions", source }.into());
+            }
         }
         if settings.seed_demo.unwrap_or(false)
             && db::seed::seed_demo_catalog(&pool)
@@ -102,11 +111,11 @@ impl Application {
         for name in crate::grpc::health::DATABASE_BACKED {
             health.set(name, true).await;
         }
-        background.spawn(health.clone().watch_database(pool.clone(), settings.health_probe_interval(), stop.clone()));
+        background.spawn(health.clone().watch_database(pool.clone(), settings.health_probe_interval, stop.clone()));
 
         // one resolver for the whole process: every service that asks for a
         // flag must share its cache, so a SetFlag is seen by all at once
-        let flags = Flags::new(pool.clone(), settings.use_legacy_booking_service, settings.flag_cache_ttl());
+        let flags = Flags::new(pool.clone(), settings.use_legacy_booking_service, settings.flag_cache_ttl);
         background.spawn(flags.clone().listen(stop.clone()));
         let bookings = start_bookings(&settings, &pool, flags.clone(), &health, &stop, &mut background).await;
 
@@ -135,7 +144,7 @@ impl Application {
                 builder.tls_config(tls).map_err(|e| StartupError::Transport(format!("TLS configuration: {e}")))?;
         }
         let router = builder
-            .timeout(settings.request_timeout())
+            .timeout(settings.request_timeout)
             .layer(RpcTraceLayer::new())
             // inside the trace layer: refused calls get their span, admitted ones its enduser.id
             .layer(AuthLayer::new(authenticator))
@@ -205,7 +214,7 @@ async fn start_bookings(
     stop: &CancellationToken,
     background: &mut JoinSet<()>,
 ) -> Bookings {
-    let rules = BookingRules { max_seats_per_booking: settings.max_seats_per_booking, hold: settings.hold_duration() };
+    let rules = BookingRules { max_seats_per_booking: settings.max_seats_per_booking, hold: settings.hold_duration };
     let atomic_path = AtomicPathStatus::new();
     // know the truth before the first request, not a probe interval later
     atomic_path.probe(pool).await;
@@ -231,7 +240,7 @@ async fn start_bookings(
         }
     });
     background.spawn(atomic_path.run_probe(pool.clone(), booking::path_status::PROBE_INTERVAL, stop.clone()));
-    background.spawn(booking::holds::run_sweeper(bookings.clone(), settings.hold_sweep_interval(), stop.clone()));
+    background.spawn(booking::holds::run_sweeper(bookings.clone(), settings.hold_sweep_interval, stop.clone()));
     bookings
 }
 
@@ -239,8 +248,8 @@ fn integrity_runner(settings: &Settings, pool: &sqlx::PgPool) -> IntegrityRunner
     IntegrityRunner::new(
         pool.clone(),
         RunnerSettings {
-            statement_timeout: settings.check_statement_timeout(),
-            lock_timeout: settings.check_lock_timeout(),
+            statement_timeout: settings.check_statement_timeout,
+            lock_timeout: settings.check_lock_timeout,
             concurrency: settings.check_concurrency,
             legacy_pin: settings.use_legacy_booking_service,
         },

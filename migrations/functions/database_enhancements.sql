@@ -3,13 +3,10 @@
 -- emergency_database_rollback.sql. Kept out of the numbered migrations so it
 -- can come and go without touching the schema. Idempotent: safe to rerun.
 --
--- Error codes raised here (mapped to domain errors in src/db/error.rs):
+-- Error codes raised here (mapped to domain errors in src/booking/atomic.rs):
 --   BK001 tour not found          BK002 tour not active (detail: status)
 --   BK003 sold out (detail: seats left)   BK004 tour is a template / undated
 --   22023 invalid parameter
-
--- "trigger does not exist, skipping" notices are expected on a first deploy
-set local client_min_messages = warning;
 
 create or replace function create_booking_atomic(p_booking jsonb, p_user_id uuid)
 returns bookings
@@ -107,8 +104,12 @@ begin
     if old.booking_status in ('pending', 'confirmed')
        and new.booking_status in ('cancelled', 'expired')
        and new.seats_released_at is null then
+        -- an overbooked tour's excess is paid down before any seat is sold
+        -- again (tours.overbooked_seats; the application's release does the same)
         update tours
-           set available_spots = available_spots + old.num_adults + old.num_children,
+           set available_spots = available_spots
+                                 + greatest(0, old.num_adults + old.num_children - overbooked_seats),
+               overbooked_seats = greatest(0, overbooked_seats - (old.num_adults + old.num_children)),
                updated_at = now()
          where id = old.tour_id;
         new.seats_released_at := now();
@@ -122,7 +123,10 @@ begin
 end;
 $$;
 
-drop trigger if exists restore_availability_trigger on bookings;
-create trigger restore_availability_trigger
+-- create or replace (PostgreSQL 14+), not drop + create: DROP TRIGGER takes
+-- ACCESS EXCLUSIVE on bookings and queues behind any reader (a pg_dump holds
+-- ACCESS SHARE for its whole run), with every booking queued behind it; this
+-- takes SHARE ROW EXCLUSIVE, which readers do not block
+create or replace trigger restore_availability_trigger
     before update of booking_status on bookings
     for each row execute function restore_tour_availability();

@@ -8,8 +8,11 @@
 //! to 0. The schema's CHECK constraint normally makes negatives impossible;
 //! this is the tool for a database where it was dropped or bypassed.
 //!
-//! Clamping to 0 stops the bleeding (nothing more is sold); it does not make
-//! the tour consistent with its bookings. Run RepairAvailability next.
+//! Clamping to 0 stops the bleeding (nothing more is sold); the seats sold
+//! beyond capacity are kept in `overbooked_seats`, which cancellations and
+//! expiries pay down before any seat is sold again. It does not make the
+//! tour consistent with its bookings if it also drifted: run
+//! RepairAvailability next.
 
 use serde_json::json;
 use sqlx::PgPool;
@@ -90,12 +93,21 @@ pub async fn clamp_negative_availability(pool: &PgPool, actor: &str, reason: &st
         incident_id = Some(id);
 
         let ids: Vec<Uuid> = negative.iter().map(|t| t.id).collect();
-        sqlx::query("update tours set available_spots = 0, updated_at = now() where id = any($1)")
-            .bind(&ids)
-            .execute(&mut *tx)
-            .instrument(db_span("update tours clamp available_spots"))
-            .await
-            .context("clamping negative availability")?;
+        // the seats sold beyond capacity are kept as overbooked_seats, so
+        // releases pay them down before anything is sold again
+        let overbooked: Vec<i64> = negative.iter().map(|t| (t.live_seats - i64::from(t.max_capacity)).max(0)).collect();
+        sqlx::query(
+            "update tours t
+                set available_spots = 0, overbooked_seats = v.overbooked::integer, updated_at = now()
+               from unnest($1::uuid[], $2::bigint[]) as v(id, overbooked)
+              where t.id = v.id",
+        )
+        .bind(&ids)
+        .bind(&overbooked)
+        .execute(&mut *tx)
+        .instrument(db_span("update tours clamp available_spots"))
+        .await
+        .context("clamping negative availability")?;
     }
 
     let changes: Vec<TourChange> = negative

@@ -8,7 +8,21 @@ use sqlx::PgPool;
 use tracing::Instrument;
 
 use super::{AdminError, Reason, db_span, error::DbContext};
-use crate::db::functions::{self, FunctionsState};
+use crate::db::{
+    error::DbError,
+    functions::{self, DdlError, DdlPolicy, Deployed, FunctionsState},
+};
+
+/// A busy `bookings` table is the operator's "retry later", naming who holds it.
+fn ddl_error(action: &'static str) -> impl FnOnce(DdlError) -> AdminError {
+    move |error| match error {
+        DdlError::Busy { ref holders, .. } => {
+            let pids = holders.iter().map(|h| h.pid.to_string()).collect::<Vec<_>>().join(",");
+            AdminError::TableLocked { message: error.to_string(), pids }
+        }
+        DdlError::Database(source) => AdminError::Database(DbError::new(action, source)),
+    }
+}
 
 /// One line of the post-deployment validation, as the runbook words it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -23,22 +37,26 @@ pub struct DeploymentCheck {
 #[tracing::instrument(name = "admin.deploy_functions", skip_all, fields(admin.actor = actor))]
 pub async fn deploy_functions(pool: &PgPool, actor: &str, reason: &str) -> Result<Vec<DeploymentCheck>, AdminError> {
     let reason = Reason::parse(reason)?;
-    functions::deploy(pool, actor, reason.as_str())
+    let deployed = functions::deploy_with(pool, DdlPolicy::default(), actor, reason.as_str())
         .instrument(db_span("deploy database functions"))
         .await
-        .context("deploying the database functions")?;
+        .map_err(ddl_error("deploying the database functions"))?;
     let checks = post_deployment_checks(pool).await?;
-    tracing::info!(all_present = checks.iter().all(|c| c.passed), "database functions deployed");
+    tracing::info!(
+        all_present = checks.iter().all(|c| c.passed),
+        unchanged = deployed == Deployed::Unchanged,
+        "database functions deployed"
+    );
     Ok(checks)
 }
 
 #[tracing::instrument(name = "admin.rollback_functions", skip_all, fields(admin.actor = actor))]
 pub async fn rollback_functions(pool: &PgPool, actor: &str, reason: &str) -> Result<Vec<DeploymentCheck>, AdminError> {
     let reason = Reason::parse(reason)?;
-    functions::rollback(pool, actor, reason.as_str())
+    functions::rollback_with(pool, DdlPolicy::default(), actor, reason.as_str())
         .instrument(db_span("rollback database functions"))
         .await
-        .context("rolling back the database functions")?;
+        .map_err(ddl_error("rolling back the database functions"))?;
     let checks = post_deployment_checks(pool).await?;
     tracing::warn!(any_present = checks.iter().any(|c| c.passed), "database functions rolled back");
     Ok(checks)

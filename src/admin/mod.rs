@@ -1,6 +1,6 @@
 //! Operator tools: repair availability from bookings, clamp negative
 //! availability, pause and resume bookings, deploy and roll back the
-//! atomic-path functions, and backups.
+//! atomic-path functions.
 //!
 //! Every action that writes takes the calling principal's name and a [`Reason`]
 //! and records one `audit_logs` row in the same transaction as its change, so
@@ -9,7 +9,6 @@
 //! personal data.
 
 mod audit;
-pub mod backup;
 pub mod clamp;
 pub mod error;
 pub mod functions;

@@ -16,11 +16,12 @@
 //! after we commit. Either way no update is lost.
 //!
 //! Overbooked tours (live seats above capacity) cannot be made consistent:
-//! the schema forbids negative availability. They are set to 0 (nothing more
-//! can be sold, the safe direction) and an `overbooked_tours` incident lists
-//! them with their numbers, in the same transaction, for a human to resolve
-//! by moving or cancelling bookings (once: a later run finds the tour at 0
-//! already and only reports it as still overbooked). A dry run reports the
+//! the schema forbids negative availability. They are set to 0 with the
+//! excess in `overbooked_seats`, which every later release pays down before
+//! a seat is sold again, and an `overbooked_tours` incident lists them with
+//! their numbers, in the same transaction, for a human to resolve by moving
+//! or cancelling bookings (once: a later run finds the tour already recorded
+//! and only reports it as still overbooked). A dry run reports the
 //! same changes and writes only its audit row.
 
 use serde_json::json;
@@ -29,6 +30,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{AdminError, Reason, TourChange, audit, db_span, error::DbContext, parse_tour_ids, selection};
+use crate::db::error::{DbError, DbErrorKind};
 
 const LIVE_SEATS_SQL: &str = include_str!("sql/live_seats.sql");
 
@@ -61,6 +63,7 @@ struct LiveSeatsRow {
     tour_name: String,
     max_capacity: i32,
     available_spots: i32,
+    overbooked_seats: i32,
     live_seats: i64,
 }
 
@@ -71,12 +74,18 @@ impl LiveSeatsRow {
         exact.clamp(0, i64::from(self.max_capacity)) as i32
     }
 
+    /// Seats sold beyond capacity, to be paid down before any is sold again.
+    fn target_overbooked(&self) -> i32 {
+        (self.live_seats - i64::from(self.max_capacity)).clamp(0, i64::from(i32::MAX)) as i32
+    }
+
     fn overbooked(&self) -> bool {
         self.live_seats > i64::from(self.max_capacity)
     }
 
     fn change(&self) -> Option<TourChange> {
-        (self.available_spots != self.target()).then(|| TourChange {
+        let changed = self.available_spots != self.target() || self.overbooked_seats != self.target_overbooked();
+        changed.then(|| TourChange {
             tour_id: self.id,
             tour_name: self.tour_name.clone(),
             max_capacity: self.max_capacity,
@@ -205,14 +214,16 @@ async fn write_changes(conn: &mut PgConnection, changes: &[TourChange]) -> Resul
     }
     let ids: Vec<Uuid> = changes.iter().map(|c| c.tour_id).collect();
     let spots: Vec<i32> = changes.iter().map(|c| c.available_spots_after).collect();
+    let overbooked: Vec<i64> = changes.iter().map(|c| (c.live_seats - i64::from(c.max_capacity)).max(0)).collect();
     sqlx::query(
         "update tours t
-            set available_spots = v.spots, updated_at = now()
-           from unnest($1::uuid[], $2::integer[]) as v(id, spots)
+            set available_spots = v.spots, overbooked_seats = v.overbooked::integer, updated_at = now()
+           from unnest($1::uuid[], $2::integer[], $3::bigint[]) as v(id, spots, overbooked)
           where t.id = v.id",
     )
     .bind(&ids)
     .bind(&spots)
+    .bind(&overbooked)
     .execute(conn)
     .instrument(db_span("update tours available_spots"))
     .await
@@ -255,12 +266,12 @@ async fn record_overbooked(
     .context("recording overbooked tours")
 }
 
-/// A lock wait that hit `lock_timeout` (55P03) is the operator's "busy, try
-/// again", not an internal failure.
+/// A lock wait on tour rows that hit `lock_timeout` is the operator's "busy,
+/// try again" (naming the tours), not an internal failure.
 pub(super) fn lock_timeout_or(action: &'static str) -> impl FnOnce(sqlx::Error) -> AdminError {
-    move |source| match &source {
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03") => AdminError::ToursBusy,
-        _ => AdminError::Database { action, source },
+    move |source| match DbError::new(action, source) {
+        DbError { kind: DbErrorKind::LockTimeout, .. } => AdminError::ToursBusy,
+        other => AdminError::Database(other),
     }
 }
 
@@ -269,7 +280,14 @@ mod tests {
     use super::*;
 
     fn row(max_capacity: i32, available_spots: i32, live_seats: i64) -> LiveSeatsRow {
-        LiveSeatsRow { id: Uuid::nil(), tour_name: "t".into(), max_capacity, available_spots, live_seats }
+        LiveSeatsRow {
+            id: Uuid::nil(),
+            tour_name: "t".into(),
+            max_capacity,
+            available_spots,
+            overbooked_seats: 0,
+            live_seats,
+        }
     }
 
     #[test]

@@ -3,13 +3,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use nix::sys::signal::{SigHandler, Signal, signal};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     // `bookingctl repair | head` should end quietly, not panic on a closed pipe
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread
-    // writes to stdout.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // SAFETY: restores the default disposition of SIGPIPE (no handler of
+    // ours is replaced), before anything writes to stdout.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
     let cli = bookingd::cli::Cli::parse();
     match bookingd::cli::run(cli).await {
         Ok(code) => code,

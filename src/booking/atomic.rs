@@ -9,11 +9,11 @@ use tracing::Instrument;
 
 use crate::booking::{
     error::BookingError,
-    reference,
-    service::PreparedBooking,
-    store::{self, BookingRow, REFERENCE_KEY, REQUEST_ID_KEY, db_span},
+    prepared::{AttemptError, PreparedBooking, with_fresh_reference},
+    store::{BookingRow, db_span},
     types::{Booking, Created},
 };
+use crate::db::error::sqlstate;
 
 /// Why the atomic path did not produce an answer.
 #[derive(Debug)]
@@ -34,52 +34,41 @@ impl From<BookingError> for AtomicFailure {
     }
 }
 
-/// SQLSTATE of a missing function (and of a missing operator or signature).
-const UNDEFINED_FUNCTION: &str = "42883";
-
 pub async fn create(pool: &sqlx::PgPool, prepared: &PreparedBooking) -> Result<Created, AtomicFailure> {
-    for _ in 0..reference::ATTEMPTS {
-        let booking_reference = reference::generate();
-        // not a persistent prepared statement: a plan cached on a connection
-        // before the runbook's rollback kept pointing at the dropped
-        // function's oid after a redeploy ("cache lookup failed for function")
-        let called = sqlx::query_as::<_, BookingRow>("select * from create_booking_atomic($1, $2)")
-            .persistent(false)
-            .bind(payload(prepared, &booking_reference))
-            .bind(prepared.request.user_id)
-            .fetch_one(pool)
-            .instrument(db_span("create_booking_atomic"))
-            .await;
-        match called {
-            Ok(row) => {
-                let booking = Booking::try_from(row)?;
-                // the function answers a known key with the booking it made before
-                return if booking.id == prepared.id {
-                    Ok(Created { booking, replayed: false })
-                } else {
-                    Ok(prepared.replay(booking)?)
-                };
-            }
-            Err(error) => match violated_key(&error) {
-                Some(REFERENCE_KEY) => {
-                    tracing::info!("booking reference collision, retrying with a fresh one");
-                    continue;
-                }
-                // the same key raced on another tour (or the other path): the
-                // first one to commit owns it
-                Some(REQUEST_ID_KEY) => return Ok(prepared.replay_after_race(pool).await?),
-                _ => return Err(classify(error, prepared.request.seats.total())),
-            },
-        }
-    }
-    Err(BookingError::internal("creating a booking", "no free booking reference after several attempts").into())
+    with_fresh_reference(pool, prepared, |booking_reference| async move {
+        attempt(pool, prepared, &booking_reference).await
+    })
+    .await
 }
 
-fn violated_key(error: &sqlx::Error) -> Option<&'static str> {
-    match store::violated_unique_constraint(error) {
-        Some(REFERENCE_KEY) => Some(REFERENCE_KEY),
-        Some(REQUEST_ID_KEY) => Some(REQUEST_ID_KEY),
-        _ => None,
+/// One call of the function with one reference.
+async fn attempt(
+    pool: &sqlx::PgPool,
+    prepared: &PreparedBooking,
+    booking_reference: &str,
+) -> Result<Created, AttemptError<AtomicFailure>> {
+    // not a persistent prepared statement: a plan cached on a connection
+    // before the runbook's rollback kept pointing at the dropped function's
+    // oid after a redeploy ("cache lookup failed for function")
+    let called = sqlx::query_as::<_, BookingRow>("select * from create_booking_atomic($1, $2)")
+        .persistent(false)
+        .bind(payload(prepared, booking_reference))
+        .bind(prepared.request.user_id)
+        .fetch_one(pool)
+        .instrument(db_span("create_booking_atomic"))
+        .await;
+    match called {
+        Ok(row) => {
+            let booking = Booking::try_from(row)?;
+            // the function answers a known key with the booking it made before
+            if booking.id == prepared.id {
+                Ok(Created { booking, replayed: false })
+            } else {
+                Ok(prepared.replay(booking)?)
+            }
+        }
+        Err(error) => Err(AttemptError::collision(&error)
+            .unwrap_or_else(|| AttemptError::Failed(classify(error, prepared.request.seats.total())))),
     }
 }
 
@@ -114,7 +103,8 @@ fn classify(error: sqlx::Error, requested: i32) -> AtomicFailure {
         .map(str::to_owned)
         .unwrap_or_default();
     let refused = match code.as_str() {
-        UNDEFINED_FUNCTION => return AtomicFailure::PathUnavailable(db.message().to_owned()),
+        // a missing function (or signature): the runbook's rollback ran
+        sqlstate::UNDEFINED_FUNCTION => return AtomicFailure::PathUnavailable(db.message().to_owned()),
         // the function was dropped between planning and execution
         "XX000" if db.message().starts_with("cache lookup failed for function") => {
             return AtomicFailure::Interrupted(db.message().to_owned());

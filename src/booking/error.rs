@@ -2,6 +2,7 @@
 //! for the caller's problem; `src/grpc/status.rs` maps them to gRPC codes.
 
 use crate::booking::types::{BookingStatus, FieldProblem};
+use crate::db::error::{DbError, sqlstate};
 
 type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -41,12 +42,10 @@ pub enum BookingError {
     #[error("the price of this booking does not fit in the money columns")]
     PriceOutOfRange,
 
-    /// A deadlock or serialization failure: safe to retry.
-    #[error("database contention while {context}")]
-    Contention { context: &'static str, source: sqlx::Error },
-
-    #[error("database unavailable while {context}")]
-    DatabaseUnavailable { context: &'static str, source: sqlx::Error },
+    /// A database fault, sorted by `db::error` (unavailable, contention,
+    /// lock timeout, …); its kind decides the code and the reason.
+    #[error(transparent)]
+    Database(#[from] DbError),
 
     #[error("internal error while {context}: {source}")]
     Internal { context: &'static str, source: Cause },
@@ -59,26 +58,11 @@ impl BookingError {
 
     /// Classifies a database error that no query-specific mapping claimed.
     pub fn from_db(context: &'static str, source: sqlx::Error) -> Self {
-        let code = source.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
-        match (&source, code.as_deref()) {
-            (
-                sqlx::Error::Io(_)
-                | sqlx::Error::Tls(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::WorkerCrashed
-                | sqlx::Error::BeginFailed,
-                _,
-            ) => BookingError::DatabaseUnavailable { context, source },
-            // connection exceptions, shutdown, too many connections
-            (_, Some(code)) if code.starts_with("08") || code.starts_with("57P") || code == "53300" => {
-                BookingError::DatabaseUnavailable { context, source }
-            }
-            (_, Some("40001" | "40P01")) => BookingError::Contention { context, source },
-            // bigint overflow while pricing inside the database
-            (_, Some("22003")) => BookingError::PriceOutOfRange,
-            _ => BookingError::Internal { context, source: Box::new(source) },
+        // bigint overflow while pricing inside the database
+        if crate::db::error::has_sqlstate(&source, sqlstate::NUMERIC_VALUE_OUT_OF_RANGE) {
+            return BookingError::PriceOutOfRange;
         }
+        BookingError::Database(DbError::new(context, source))
     }
 
     /// Stable machine-readable code: the gRPC ErrorInfo reason and the
@@ -95,20 +79,19 @@ impl BookingError {
             BookingError::HoldExpired => "HOLD_EXPIRED",
             BookingError::InvalidTransition { .. } => "INVALID_TRANSITION",
             BookingError::PriceOutOfRange => "PRICE_OUT_OF_RANGE",
-            BookingError::Contention { .. } => "CONTENTION",
-            BookingError::DatabaseUnavailable { .. } => "DATABASE_UNAVAILABLE",
+            BookingError::Database(error) => error.kind.reason_code(),
             BookingError::Internal { .. } => "INTERNAL",
         }
     }
 
     /// Whether a failed creation is recorded as `creation_failed` in
-    /// audit_logs. Malformed requests and unknown tours are not: they never
-    /// reached a bookable tour, are the caller's bug, and would let anyone
-    /// flood the audit table (and the runbook's alert) without touching a
-    /// real tour. Everything else that stopped a well-formed request for a
-    /// real tour is, the refusals (sold out, not active, key reused) as well
-    /// as the failures; the row's `reason` lets the alert tell them apart.
+    /// audit_logs: only when the service failed (a database fault, a function
+    /// error, a bug). Refusals (sold out, not active, key reused, malformed)
+    /// are the business working: they are counted in the `bookingd.bookings`
+    /// metric by outcome, never written on the request path, so a popular
+    /// tour selling out leaves the runbook's failure-rate query ("more than 5
+    /// an hour") quiet and nobody can grow audit_logs by hammering one.
     pub fn is_recorded_creation_failure(&self) -> bool {
-        !matches!(self, BookingError::InvalidRequest(_) | BookingError::TourNotFound)
+        matches!(self, BookingError::Internal { .. } | BookingError::Database(_))
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::booking::service::Bookings;
+use crate::booking::service::{Bookings, Sweep};
 
 /// Most holds expired per tick, so one tick never runs unbounded.
 const MAX_PER_TICK: usize = 1000;
@@ -25,8 +25,10 @@ pub async fn run_sweeper(bookings: Bookings, interval: Duration, stop: Cancellat
             swept = bookings.expire_lapsed_holds(MAX_PER_TICK) => swept,
         };
         match swept {
-            Ok(0) => {}
-            Ok(expired) => tracing::info!(expired, "expired lapsed holds and released their seats"),
+            Ok(Sweep { expired: 0, failed: 0 }) => {}
+            Ok(Sweep { expired, failed }) => {
+                tracing::info!(expired, failed, "expired lapsed holds and released their seats")
+            }
             Err(error) => tracing::warn!(%error, "hold sweep failed; retrying next tick"),
         }
     }

@@ -19,6 +19,7 @@ use crate::booking::{
     store::{BookingRow, booking_columns, db_span},
     types::{Booking, Contact, FieldProblem, JourneyEntry, JourneyPage},
 };
+use crate::db::error::DbErrorKind;
 
 #[derive(Debug, Clone, Default)]
 pub struct JourneyQuery {
@@ -139,8 +140,8 @@ pub async fn lookup(pool: &PgPool, query: JourneyQuery) -> Result<JourneyPage, B
                 tracing::warn!("journey view returned incomplete template data, falling back to base tables");
                 (fallback(pool, &filter).await?, true)
             }
-            // undefined table / undefined column: the view is gone or changed shape
-            Err(error) if matches!(sqlstate(&error).as_deref(), Some("42P01" | "42703")) => {
+            // undefined table / column: the view is gone or changed shape
+            Err(error) if crate::db::error::classify(&error) == DbErrorKind::UndefinedObject => {
                 tracing::warn!(%error, "journey view unusable, falling back to base tables");
                 (fallback(pool, &filter).await?, true)
             }
@@ -153,10 +154,6 @@ async fn fallback(pool: &PgPool, filter: &Filter) -> Result<Vec<JourneyRow>, Boo
     fetch(pool, VIA_BASE_TABLES, "select journey via base tables", filter)
         .await
         .map_err(|e| BookingError::from_db("looking up a journey through base tables", e))
-}
-
-fn sqlstate(error: &sqlx::Error) -> Option<String> {
-    error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned())
 }
 
 async fn fetch(

@@ -13,40 +13,25 @@ use sqlx::PgPool;
 
 use crate::booking::{
     error::BookingError,
-    pricing, reference,
-    service::PreparedBooking,
-    store::{self, NewBooking, REFERENCE_KEY, REQUEST_ID_KEY},
+    prepared::{AttemptError, PreparedBooking, with_fresh_reference},
+    pricing,
+    store::{self, NewBooking},
     types::Created,
 };
 
 pub async fn create(pool: &PgPool, prepared: &PreparedBooking) -> Result<Created, BookingError> {
-    for _ in 0..reference::ATTEMPTS {
-        match attempt(pool, prepared, &reference::generate()).await {
-            Err(Attempt::ReferenceTaken) => {
-                tracing::info!("booking reference collision, retrying with a fresh one");
-            }
-            Err(Attempt::RequestIdTaken) => return prepared.replay_after_race(pool).await,
-            Err(Attempt::Failed(error)) => return Err(error),
-            Ok(created) => return Ok(created),
-        }
-    }
-    Err(BookingError::internal("creating a booking", "no free booking reference after several attempts"))
-}
-
-enum Attempt {
-    ReferenceTaken,
-    RequestIdTaken,
-    Failed(BookingError),
-}
-
-impl From<BookingError> for Attempt {
-    fn from(error: BookingError) -> Self {
-        Attempt::Failed(error)
-    }
+    with_fresh_reference(pool, prepared, |booking_reference| async move {
+        attempt(pool, prepared, &booking_reference).await
+    })
+    .await
 }
 
 /// One transaction. Any early return drops it, which rolls it back.
-async fn attempt(pool: &PgPool, prepared: &PreparedBooking, booking_reference: &str) -> Result<Created, Attempt> {
+async fn attempt(
+    pool: &PgPool,
+    prepared: &PreparedBooking,
+    booking_reference: &str,
+) -> Result<Created, AttemptError<BookingError>> {
     let request = &prepared.request;
     let seats = request.seats.total();
     let mut tx = pool.begin().await.map_err(|e| BookingError::from_db("starting a booking transaction", e))?;
@@ -93,11 +78,8 @@ async fn attempt(pool: &PgPool, prepared: &PreparedBooking, booking_reference: &
     let booking = match store::insert_legacy_booking(&mut tx, &new).await {
         Ok(booking) => booking,
         Err(error) => {
-            return Err(match store::violated_unique_constraint(&error) {
-                Some(REFERENCE_KEY) => Attempt::ReferenceTaken,
-                Some(REQUEST_ID_KEY) => Attempt::RequestIdTaken,
-                _ => Attempt::Failed(BookingError::from_db("inserting a booking", error)),
-            });
+            return Err(AttemptError::collision(&error)
+                .unwrap_or_else(|| AttemptError::Failed(BookingError::from_db("inserting a booking", error))));
         }
     };
     tx.commit().await.map_err(|e| BookingError::from_db("committing a booking", e))?;

@@ -4,6 +4,8 @@
 //!
 //! - [`types`]: checked values and the validated request.
 //! - [`pricing`], [`reference`]: money and readable references, shared by both paths.
+//! - [`prepared`]: the request as both paths store it, and their shared
+//!   retry/replay loop around one attempt.
 //! - [`atomic`], [`legacy`]: the two ways a booking is stored.
 //! - [`service`]: [`Bookings`], what the API calls; chooses the path.
 //! - [`path_status`]: whether the atomic path is usable (health, GetFlag).
@@ -18,6 +20,7 @@ pub mod journey;
 pub mod legacy;
 pub mod page;
 pub mod path_status;
+pub mod prepared;
 pub mod pricing;
 pub mod reference;
 pub mod service;

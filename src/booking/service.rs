@@ -5,7 +5,6 @@
 
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::{
@@ -15,12 +14,14 @@ use crate::{
         error::BookingError,
         journey, legacy,
         path_status::AtomicPathStatus,
+        prepared::PreparedBooking,
         store,
         types::{
             Booking, BookingId, BookingRequest, BookingRules, BookingStatus, Cancelled, CodePath, CreateBookingInput,
             Created, FieldProblem, JourneyPage, TourPage,
         },
     },
+    db::error::DbErrorKind,
     flags::Flags,
     telemetry::metrics,
 };
@@ -36,48 +37,12 @@ pub struct Bookings {
     atomic_path: AtomicPathStatus,
 }
 
-/// A validated request with the values the app chooses for it, identical
-/// whichever path stores it.
-#[derive(Debug, Clone)]
-pub struct PreparedBooking {
-    pub id: BookingId,
-    pub request: BookingRequest,
-    pub fingerprint: String,
-    pub hold_expires_at: DateTime<Utc>,
-}
-
-impl PreparedBooking {
-    fn new(request: BookingRequest) -> Self {
-        let now = Utc::now();
-        // microseconds, as PostgreSQL stores them, so both paths store the same instant
-        let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-        let hold = chrono::Duration::from_std(request.hold).unwrap_or(chrono::Duration::MAX);
-        PreparedBooking {
-            id: BookingId::new_random(),
-            fingerprint: request.fingerprint(),
-            hold_expires_at: now.checked_add_signed(hold).unwrap_or(DateTime::<Utc>::MAX_UTC),
-            request,
-        }
-    }
-
-    /// An earlier booking under the same key: the same request gets it back,
-    /// a different one is refused.
-    pub fn replay(&self, existing: Booking) -> Result<Created, BookingError> {
-        if existing.request_fingerprint == self.fingerprint {
-            Ok(Created { booking: existing, replayed: true })
-        } else {
-            Err(BookingError::IdempotencyKeyReused)
-        }
-    }
-
-    /// After a unique violation on the request id: the racing transaction
-    /// committed, so its booking is there to compare against.
-    pub async fn replay_after_race(&self, pool: &PgPool) -> Result<Created, BookingError> {
-        match store::booking_by_request_id(pool, self.request.request_id.as_str()).await? {
-            Some(existing) => self.replay(existing),
-            None => Err(BookingError::internal("replaying a raced request", "the racing booking vanished")),
-        }
-    }
+/// What one sweep of lapsed holds did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sweep {
+    pub expired: usize,
+    /// Holds whose expiry failed (each logged and counted), skipped this tick.
+    pub failed: usize,
 }
 
 /// Which booking GetBooking asks for.
@@ -131,9 +96,7 @@ impl Bookings {
                     store::record_creation_failed(&self.pool, error.reason_code(), tour_id, path).await;
                 }
                 match error {
-                    BookingError::Internal { .. }
-                    | BookingError::DatabaseUnavailable { .. }
-                    | BookingError::Contention { .. } => {
+                    BookingError::Internal { .. } | BookingError::Database(_) => {
                         tracing::error!(error = %error, code_path = path.as_str(), "booking creation failed");
                     }
                     _ => tracing::debug!(reason = error.reason_code(), "booking refused"),
@@ -247,19 +210,42 @@ impl Bookings {
     }
 
     /// Expires up to `limit` lapsed holds, one transaction each (no lock is
-    /// held across bookings, so no ordering can deadlock). Returns how many.
-    #[tracing::instrument(name = "booking.expire_holds", skip_all, fields(booking.expired = tracing::field::Empty))]
-    pub async fn expire_lapsed_holds(&self, limit: usize) -> Result<usize, BookingError> {
-        let mut expired = 0;
-        while expired < limit {
+    /// held across bookings, so no ordering can deadlock). A hold that fails
+    /// to expire is logged, counted and skipped for the rest of the tick, so
+    /// one bad row never stops the others expiring; a database that is not
+    /// there ends the tick.
+    #[tracing::instrument(
+        name = "booking.expire_holds",
+        skip_all,
+        fields(booking.expired = tracing::field::Empty, booking.expiry_failures = tracing::field::Empty)
+    )]
+    pub async fn expire_lapsed_holds(&self, limit: usize) -> Result<Sweep, BookingError> {
+        let mut sweep = Sweep::default();
+        let mut failed: Vec<uuid::Uuid> = Vec::new();
+        while sweep.expired + failed.len() < limit {
             let mut tx = self.begin().await?;
-            let Some(booking) = store::lock_next_lapsed_hold(&mut tx).await? else { break };
-            store::end_booking(&mut tx, &booking, BookingStatus::Expired, None).await?;
-            commit(tx).await?;
-            expired += 1;
+            let Some(booking) = store::lock_next_lapsed_hold(&mut tx, &failed).await? else { break };
+            let ended = match store::end_booking(&mut tx, &booking, BookingStatus::Expired, None).await {
+                Ok(_) => commit(tx).await,
+                Err(error) => Err(error),
+            };
+            match ended {
+                Ok(()) => sweep.expired += 1,
+                Err(error) if matches!(&error, BookingError::Database(db) if db.kind == DbErrorKind::Unavailable) => {
+                    return Err(error);
+                }
+                Err(error) => {
+                    tracing::warn!(booking_id = %booking.id, %error, "could not expire a lapsed hold; skipping it this tick");
+                    metrics::hold_expiry_failure();
+                    failed.push(booking.id.0);
+                }
+            }
         }
-        tracing::Span::current().record("booking.expired", expired);
-        Ok(expired)
+        sweep.failed = failed.len();
+        let span = tracing::Span::current();
+        span.record("booking.expired", sweep.expired);
+        span.record("booking.expiry_failures", sweep.failed);
+        Ok(sweep)
     }
 
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, BookingError> {
@@ -308,9 +294,7 @@ fn parse_cancellation_reason(raw: &str) -> Result<Option<&str>, BookingError> {
 fn outcome_of(error: &BookingError) -> &'static str {
     match error {
         BookingError::SoldOut { .. } => "sold_out",
-        BookingError::Internal { .. } | BookingError::DatabaseUnavailable { .. } | BookingError::Contention { .. } => {
-            "failed"
-        }
+        BookingError::Internal { .. } | BookingError::Database(_) => "failed",
         _ => "refused",
     }
 }

@@ -104,11 +104,7 @@ impl TryFrom<BookingRow> for Booking {
     }
 }
 
-/// The unique constraint a statement violated, if that is what failed.
-pub(crate) fn violated_unique_constraint(error: &sqlx::Error) -> Option<&str> {
-    let db = error.as_database_error()?;
-    (db.code().as_deref() == Some("23505")).then(|| db.constraint()).flatten()
-}
+pub(crate) use crate::db::error::violated_unique_constraint;
 
 pub const REFERENCE_KEY: &str = "bookings_booking_reference_key";
 pub const REQUEST_ID_KEY: &str = "bookings_request_id_key";
@@ -182,16 +178,18 @@ pub async fn lock_booking(tx: &mut PgConnection, id: BookingId) -> Result<Option
 
 /// Locks the pending booking whose hold lapsed first, skipping rows another
 /// transaction (a cancel, a confirm, another sweeper) holds.
-pub async fn lock_next_lapsed_hold(tx: &mut PgConnection) -> Result<Option<Booking>, BookingError> {
+pub async fn lock_next_lapsed_hold(tx: &mut PgConnection, skip: &[Uuid]) -> Result<Option<Booking>, BookingError> {
     sqlx::query_as::<_, BookingRow>(concat!(
         "select ",
         booking_columns!(),
         " from bookings
          where booking_status = 'pending' and hold_expires_at <= now()
+           and id <> all($1)
          order by hold_expires_at
          limit 1
          for update skip locked"
     ))
+    .bind(skip)
     .fetch_optional(&mut *tx)
     .instrument(db_span("select lapsed hold for update skip locked"))
     .await
@@ -254,13 +252,20 @@ pub async fn end_booking(
     }
 
     // no trigger ran: release here, and mark the row so nothing releases twice
-    sqlx::query("update tours set available_spots = available_spots + $2, updated_at = now() where id = $1")
-        .bind(ended.tour_id.0)
-        .bind(ended.seats())
-        .execute(&mut *tx)
-        .instrument(db_span("update tours release seats"))
-        .await
-        .map_err(|e| BookingError::from_db("releasing seats", e))?;
+    // an overbooked tour's excess is paid down first (as the trigger does)
+    sqlx::query(
+        "update tours
+            set available_spots = available_spots + greatest(0, $2 - overbooked_seats),
+                overbooked_seats = greatest(0, overbooked_seats - $2),
+                updated_at = now()
+          where id = $1",
+    )
+    .bind(ended.tour_id.0)
+    .bind(ended.seats())
+    .execute(&mut *tx)
+    .instrument(db_span("update tours release seats"))
+    .await
+    .map_err(|e| BookingError::from_db("releasing seats", e))?;
     let row = sqlx::query_as::<_, BookingRow>(concat!(
         "update bookings set seats_released_at = now() where id = $1 and seats_released_at is null returning ",
         booking_columns!()

@@ -1,12 +1,12 @@
 //! `bookingctl backup create | verify | restore`: rendering over
-//! `admin::backup`, which talks to PostgreSQL with pg_dump and pg_restore.
+//! [`crate::backup`], which talks to PostgreSQL with pg_dump and pg_restore.
 
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
 use clap::{Args, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::admin::backup::{self, Comparison, PgTools, Scratch};
+use crate::backup::{self, Comparison, PgTools, Scratch};
 
 /// Back up, verify and restore the database (pg_dump / pg_restore).
 #[derive(Debug, Args)]

@@ -1,8 +1,10 @@
 //! The database: pool, schema migrations, the deployable atomic-path
-//! functions, and the demo catalog.
+//! functions, the demo catalog, and database URLs.
 
+pub mod error;
 pub mod functions;
 pub mod seed;
+pub mod url;
 
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,8 @@
 //! problem. Evaluation itself never fails (it degrades to the last known
 //! value); these come from the operator-facing operations.
 
+use crate::db::error::DbError;
+
 /// Most characters a change reason may have.
 pub const MAX_REASON_CHARS: usize = 1000;
 
@@ -33,33 +35,14 @@ pub enum FlagError {
     #[error("the page size must not be negative")]
     InvalidPageSize,
 
-    /// The database could not be reached (or did not answer in time): retryable.
-    #[error("the flag store is unavailable while {action}: {source}")]
-    StoreUnavailable { action: &'static str, source: sqlx::Error },
-
-    #[error("database error while {action}: {source}")]
-    Store { action: &'static str, source: sqlx::Error },
+    /// A database fault, sorted by `db::error`; its kind decides the code.
+    #[error("the flag store failed: {0}")]
+    Database(#[from] DbError),
 }
 
 impl FlagError {
-    /// Classifies a database error met while doing `action`.
+    /// Wraps a database error met while doing `action`.
     pub(crate) fn store(action: &'static str, source: sqlx::Error) -> Self {
-        if is_unavailable(&source) {
-            FlagError::StoreUnavailable { action, source }
-        } else {
-            FlagError::Store { action, source }
-        }
-    }
-}
-
-/// Errors that mean "the database is not there right now" rather than "the
-/// query is wrong".
-pub(crate) fn is_unavailable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
-        // class 57 (operator intervention: admin_shutdown, cannot_connect_now)
-        // and class 08 (connection exception)
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| code.starts_with("57") || code.starts_with("08")),
-        _ => false,
+        FlagError::Database(DbError::new(action, source))
     }
 }

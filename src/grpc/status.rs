@@ -7,6 +7,7 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
+use crate::db::error::{DbError, DbErrorKind};
 use crate::flags::FlagError;
 use crate::{admin::AdminError, auth::AuthError, booking::BookingError};
 
@@ -22,11 +23,20 @@ pub struct ApiError {
     pub message: String,
     pub field_violations: Vec<FieldViolation>,
     pub metadata: Vec<(String, String)>,
+    /// How long the caller should wait before retrying (`RetryInfo`).
+    pub retry_delay: Option<std::time::Duration>,
 }
 
 impl ApiError {
     pub fn new(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), field_violations: Vec::new(), metadata: Vec::new() }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            field_violations: Vec::new(),
+            metadata: Vec::new(),
+            retry_delay: None,
+        }
     }
 
     pub fn invalid_field(field: &str, description: impl Into<String>) -> Self {
@@ -42,6 +52,11 @@ impl ApiError {
 
     pub fn with_metadata(mut self, key: &str, value: impl ToString) -> Self {
         self.metadata.push((key.to_owned(), value.to_string()));
+        self
+    }
+
+    pub fn with_retry_delay(mut self, delay: std::time::Duration) -> Self {
+        self.retry_delay = Some(delay);
         self
     }
 
@@ -66,6 +81,9 @@ impl From<ApiError> for Status {
             ERROR_DOMAIN,
             error.metadata.into_iter().collect::<std::collections::HashMap<_, _>>(),
         );
+        if error.retry_delay.is_some() {
+            details.set_retry_info(error.retry_delay);
+        }
         if !error.field_violations.is_empty() {
             details.set_bad_request(error.field_violations);
         }
@@ -145,11 +163,7 @@ impl From<BookingError> for ApiError {
             BookingError::PriceOutOfRange => {
                 ApiError::new(Code::FailedPrecondition, reason, "the price of this booking is out of range")
             }
-            error @ BookingError::Contention { .. } => {
-                tracing::warn!(error = %error, "database contention");
-                ApiError::new(Code::Aborted, reason, "the booking collided with a concurrent change; retry")
-            }
-            BookingError::DatabaseUnavailable { context, source } => ApiError::unavailable(context, &source),
+            BookingError::Database(error) => error.into(),
             BookingError::Internal { context, source } => ApiError::internal(context, &source),
         }
     }
@@ -173,8 +187,7 @@ impl From<FlagError> for ApiError {
             }
             FlagError::InvalidPageToken => ApiError::invalid_field("page_token", message),
             FlagError::InvalidPageSize => ApiError::invalid_field("page_size", message),
-            FlagError::StoreUnavailable { .. } => ApiError::unavailable("feature flags", &error),
-            FlagError::Store { .. } => ApiError::internal("feature flags", &error),
+            FlagError::Database(error) => error.into(),
         }
     }
 }
@@ -211,7 +224,10 @@ impl From<AdminError> for ApiError {
             }
             AdminError::NothingToPause => ApiError::new(Code::FailedPrecondition, "NOTHING_TO_PAUSE", message),
             AdminError::ToursBusy => ApiError::new(Code::Aborted, "TOURS_BUSY", message),
-            AdminError::Database { action, source } => database_error(action, &source),
+            AdminError::TableLocked { ref pids, .. } => {
+                ApiError::new(Code::Aborted, "BOOKINGS_TABLE_LOCKED", &message).with_metadata("blocking_pids", pids)
+            }
+            AdminError::Database(error) => error.into(),
         }
     }
 }
@@ -240,14 +256,49 @@ fn join_ids(ids: &[uuid::Uuid]) -> String {
     ids.iter().map(uuid::Uuid::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// A database failure: unreachable or timed out is retryable, anything else
-/// is internal (logged, never sent).
-fn database_error(action: &str, source: &sqlx::Error) -> ApiError {
-    match source {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            ApiError::unavailable(action, source)
+/// The one mapping of a database fault to a status, whichever service met
+/// it. Transient kinds are retryable codes; the cause is logged, never sent.
+impl From<DbError> for ApiError {
+    fn from(error: DbError) -> ApiError {
+        let reason = error.kind.reason_code();
+        let action = error.action;
+        match &error.kind {
+            DbErrorKind::Unavailable => ApiError::unavailable(action, &error),
+            DbErrorKind::Contention => {
+                tracing::warn!(error = %error, "database contention");
+                ApiError::new(Code::Aborted, reason, "the call collided with a concurrent change; retry")
+            }
+            DbErrorKind::LockTimeout => {
+                tracing::warn!(error = %error, "lock wait timed out");
+                ApiError::new(
+                    Code::Aborted,
+                    reason,
+                    "data this call needs is locked by another transaction; retry shortly",
+                )
+            }
+            DbErrorKind::Cancelled => {
+                tracing::warn!(error = %error, "statement cancelled");
+                ApiError::new(
+                    Code::DeadlineExceeded,
+                    reason,
+                    "the database did not finish in time and nothing was changed; retry with the same request",
+                )
+            }
+            // a key no query claimed: a concurrent insert of the same thing
+            DbErrorKind::UniqueViolation { .. } => {
+                tracing::warn!(error = %error, "unclaimed unique violation");
+                ApiError::new(Code::Aborted, reason, "the call collided with a concurrent change; retry")
+            }
+            DbErrorKind::UndefinedObject => {
+                tracing::error!(error = %error, context = action, "database object missing");
+                ApiError::new(
+                    Code::FailedPrecondition,
+                    reason,
+                    "a database object this call needs is missing (functions rolled back or migrations not run); see the server log",
+                )
+            }
+            DbErrorKind::Other => ApiError::internal(action, &error),
         }
-        _ => ApiError::internal(action, source),
     }
 }
 

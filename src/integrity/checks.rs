@@ -216,10 +216,18 @@ fn failed_names(observation: &Observation, key: &str, flag: &str) -> String {
 fn judge_availability(o: &Observation, _: &JudgeContext) -> Verdict {
     match o.violation_count {
         0 => Verdict::pass("every dated tour's available_spots matches its live bookings"),
-        n => Verdict::fail(format!(
-            "{n} tour(s) whose available_spots disagree with their live bookings ({} seats of drift in total)",
-            o.observed.unwrap_or(0.0)
-        )),
+        n => match fact_i64(o, "overbooked_tours") {
+            0 => Verdict::fail(format!(
+                "{n} tour(s) whose available_spots disagree with their live bookings ({} seats of drift in total)",
+                o.observed.unwrap_or(0.0)
+            )),
+            overbooked => Verdict::fail(format!(
+                "{n} tour(s) whose available_spots disagree with their live bookings ({} seats of drift in total), \
+                 {overbooked} of them overbooked (more live seats than capacity: nothing is sold until \
+                 cancellations pay the excess down)",
+                o.observed.unwrap_or(0.0)
+            )),
+        },
     }
 }
 

@@ -28,6 +28,7 @@ use super::{
     checks::{self, Check, CheckStatus, JudgeContext, Observation, SampleRow},
     error::IntegrityError,
 };
+use crate::db::error::{DbErrorKind, classify, sqlstate};
 
 /// Default and cap of sample rows per check.
 pub const DEFAULT_SAMPLES: i64 = 10;
@@ -312,26 +313,24 @@ struct RunFailure {
 impl RunFailure {
     fn from_sqlx(error: sqlx::Error, settings: &RunnerSettings) -> Self {
         let cause = error.to_string();
-        let safe_message = match &error {
-            sqlx::Error::Database(db) => match db.code().as_deref() {
-                Some("57014") => format!(
-                    "the check's query was cancelled: it ran longer than the statement timeout ({} ms)",
-                    settings.statement_timeout.as_millis()
-                ),
-                Some("55P03") => format!(
-                    "the check waited longer than the lock timeout ({} ms) for a table another session locks",
-                    settings.lock_timeout.as_millis()
-                ),
-                Some(code @ ("42P01" | "42703" | "42883")) => {
-                    format!("a database object the check reads is missing (SQLSTATE {code}); see the server log")
-                }
+        let safe_message = match classify(&error) {
+            DbErrorKind::Cancelled => format!(
+                "the check's query was cancelled: it ran longer than the statement timeout ({} ms)",
+                settings.statement_timeout.as_millis()
+            ),
+            DbErrorKind::LockTimeout => format!(
+                "the check waited longer than the lock timeout ({} ms) for a table another session locks",
+                settings.lock_timeout.as_millis()
+            ),
+            DbErrorKind::UndefinedObject => format!(
+                "a database object the check reads is missing (SQLSTATE {}); see the server log",
+                sqlstate(&error).unwrap_or_default()
+            ),
+            DbErrorKind::Unavailable => "the database is unavailable".to_owned(),
+            _ => match sqlstate(&error) {
                 Some(code) => format!("the check's query failed (SQLSTATE {code}); see the server log"),
-                None => "the check's query failed; see the server log".to_owned(),
+                None => "the check could not run; see the server log".to_owned(),
             },
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                "the database is unavailable".to_owned()
-            }
-            _ => "the check could not run; see the server log".to_owned(),
         };
         RunFailure { safe_message, cause }
     }

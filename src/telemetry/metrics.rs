@@ -15,6 +15,8 @@
 //! | [`atomic_fallback`]`(reason)` | `bookingd.booking.fallbacks` (counter) | `booking.fallback.reason`, e.g. `function_missing` |
 //! | [`flag_flip`]`(key, enabled)` | `bookingd.feature_flag.flips` (counter) | `feature_flag.key`, `feature_flag.result.value` |
 //! | [`check_result`]`(name, status)` | `bookingd.integrity.check.results` (counter) | `check.name`, `check.status` = `pass`/`warn`/`fail`/`error` |
+//! | [`load_shed`]`(reason)` | `bookingd.rpc.shed` (counter) | `shed.reason` = `concurrency_limit`/`tour_waiters` |
+//! | [`hold_expiry_failure`]`()` | `bookingd.holds.expiry_failures` (counter) | — |
 //! | (the RPC layer) | `rpc.server.duration` (histogram, ms) | `rpc.system`, `rpc.service`, `rpc.method`, `rpc.grpc.status_code` |
 //! | [`sample_db_pool`] (startup) | `db.client.connection.count` (gauge, `db.client.connection.state` = `used`/`idle`), `db.client.connection.max` | `db.client.connection.pool.name` |
 //!
@@ -45,6 +47,8 @@ struct Instruments {
     flag_flips: Counter<u64>,
     check_results: Counter<u64>,
     rpc_duration: Histogram<f64>,
+    shed: Counter<u64>,
+    hold_expiry_failures: Counter<u64>,
     db_connections: Gauge<u64>,
     db_connections_max: Gauge<u64>,
 }
@@ -78,6 +82,14 @@ pub(crate) fn install(meter: &Meter) {
             .with_boundaries(vec![
                 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
             ])
+            .build(),
+        shed: meter
+            .u64_counter("bookingd.rpc.shed")
+            .with_description("calls refused at once with RESOURCE_EXHAUSTED instead of queueing")
+            .build(),
+        hold_expiry_failures: meter
+            .u64_counter("bookingd.holds.expiry_failures")
+            .with_description("lapsed holds the sweeper failed to expire (skipped until the next tick)")
             .build(),
         db_connections: meter
             .u64_gauge("db.client.connection.count")
@@ -133,6 +145,21 @@ pub fn check_result(name: &str, status: &str) {
     if let Some(m) = INSTRUMENTS.get() {
         m.check_results
             .add(1, &[KeyValue::new("check.name", name.to_owned()), KeyValue::new("check.status", status.to_owned())]);
+    }
+}
+
+/// A call was shed: `reason` is `concurrency_limit` (the process-wide limit)
+/// or `tour_waiters` (too many callers already waiting on one tour).
+pub fn load_shed(reason: &'static str) {
+    if let Some(m) = INSTRUMENTS.get() {
+        m.shed.add(1, &[KeyValue::new("shed.reason", reason)]);
+    }
+}
+
+/// The sweeper could not expire one lapsed hold this tick.
+pub fn hold_expiry_failure() {
+    if let Some(m) = INSTRUMENTS.get() {
+        m.hold_expiry_failures.add(1, &[]);
     }
 }
 

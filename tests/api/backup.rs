@@ -11,13 +11,16 @@ use std::{
     time::Duration,
 };
 
-use bookingd::admin::backup::{self, PgTools, Scratch};
+use bookingd::{
+    backup::{self, PgTools, Scratch},
+    db::url::with_database,
+};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::{
     admin::{book_like_legacy, insert_operator, insert_tour},
-    helpers::{assert_healthy, spawn_app, test_server_url, wait_until, with_database},
+    helpers::{assert_healthy, spawn_app, test_server_url, wait_until},
 };
 
 fn quiet(_: &str) {}
@@ -151,10 +154,10 @@ async fn a_damaged_archive_fails_verification_and_restore() {
     let restore = backup::restore(&dir, &target, false, &tools, &quiet).await;
 
     assert!(
-        matches!(verify, Err(bookingd::admin::error::BackupError::FileCorrupt { ref file, .. }) if *file == manifest.archive.file),
+        matches!(verify, Err(bookingd::backup::BackupError::FileCorrupt { ref file, .. }) if *file == manifest.archive.file),
         "{verify:?}"
     );
-    assert!(matches!(restore, Err(bookingd::admin::error::BackupError::FileCorrupt { .. })), "{restore:?}");
+    assert!(matches!(restore, Err(bookingd::backup::BackupError::FileCorrupt { .. })), "{restore:?}");
     assert!(!database_exists(&target).await, "nothing was created for a damaged backup");
     assert_healthy(&app.pool).await;
     let _ = std::fs::remove_dir_all(out);

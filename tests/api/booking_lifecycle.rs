@@ -88,7 +88,7 @@ async fn a_booking_is_found_by_id_and_by_its_reference_in_any_case() {
 
 #[tokio::test]
 async fn the_hold_defaults_to_the_configured_one_and_a_longer_request_is_capped() {
-    let app = spawn_app_with(|s| s.hold_seconds = 60).await;
+    let app = spawn_app_with(|s| s.hold_duration = Duration::from_secs(60)).await;
     let tour = create_tour(&app.pool, TourSpec::default()).await;
 
     let default_hold = create_ok(&app, booking_request(tour.tour_id)).await;
@@ -108,7 +108,7 @@ async fn the_hold_defaults_to_the_configured_one_and_a_longer_request_is_capped(
 }
 
 async fn assert_sweeper_expires_holds_once(functions_present: bool) {
-    let app = spawn_app_with(|s| s.hold_sweep_interval_ms = 100).await;
+    let app = spawn_app_with(|s| s.hold_sweep_interval = Duration::from_millis(100)).await;
     let tour = create_tour(&app.pool, TourSpec { capacity: 10, ..TourSpec::default() }).await;
     let short =
         |adults| CreateBookingRequest { num_adults: adults, hold_seconds: Some(1), ..booking_request(tour.tour_id) };
@@ -155,9 +155,9 @@ async fn the_sweeper_releases_seats_itself_once_when_the_trigger_is_gone() {
 #[tokio::test]
 async fn confirming_a_lapsed_hold_is_refused_and_expires_it_on_both_paths() {
     // a sweeper that never gets to it: the confirm-time check must act alone
-    let app = spawn_app_with(|s| s.hold_sweep_interval_ms = 3_600_000).await;
+    let app = spawn_app_with(|s| s.hold_sweep_interval = Duration::from_secs(3600)).await;
     let legacy = crate::helpers::spawn_app_on(&app.database_url, |s| {
-        s.hold_sweep_interval_ms = 3_600_000;
+        s.hold_sweep_interval = Duration::from_secs(3600);
         s.use_legacy_booking_service = Some(true)
     })
     .await;
@@ -185,7 +185,7 @@ async fn confirming_a_lapsed_hold_is_refused_and_expires_it_on_both_paths() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancels_racing_the_sweeper_release_every_seat_exactly_once() {
-    let app = spawn_app_with(|s| s.hold_sweep_interval_ms = 20).await;
+    let app = spawn_app_with(|s| s.hold_sweep_interval = Duration::from_millis(20)).await;
     let tour = create_tour(&app.pool, TourSpec { capacity: 40, ..TourSpec::default() }).await;
     let mut held = Vec::new();
     for _ in 0..40 {

@@ -19,7 +19,7 @@ use crate::helpers::{
 
 /// A long TTL: within a test, only a SetFlag or a notification can change
 /// what a process serves.
-const LONG_TTL_MS: u64 = 60_000;
+const LONG_TTL: Duration = Duration::from_secs(60);
 
 async fn get_flag(app: &TestApp) -> Result<GetFlagResponse, tonic::Status> {
     Ok(app.admin().get_flag(GetFlagRequest { key: String::new() }).await?.into_inner())
@@ -78,7 +78,7 @@ async fn an_unset_flag_defaults_to_the_atomic_path() {
 #[tokio::test]
 async fn set_flag_takes_effect_at_once_in_the_process_that_made_it() {
     // Arrange
-    let app = spawn_app_with(|settings| settings.flag_cache_ttl_ms = LONG_TTL_MS).await;
+    let app = spawn_app_with(|settings| settings.flag_cache_ttl = LONG_TTL).await;
     assert!(!app.flags.use_legacy_booking_service().await.enabled);
 
     // Act
@@ -100,7 +100,7 @@ async fn set_flag_takes_effect_at_once_in_the_process_that_made_it() {
 async fn a_set_updates_the_resolvers_own_cache_without_rereading_the_database() {
     // Arrange: a resolver with no listener, so no notification can help it
     let (_url, pool) = migrated_database().await;
-    let flags = Flags::new(pool.clone(), None, Duration::from_millis(LONG_TTL_MS));
+    let flags = Flags::new(pool.clone(), None, LONG_TTL);
     assert!(!flags.use_legacy_booking_service().await.enabled);
 
     // Act
@@ -119,8 +119,8 @@ async fn a_set_updates_the_resolvers_own_cache_without_rereading_the_database() 
 async fn another_process_on_the_same_database_sees_a_flip_within_one_second() {
     // Arrange: two bookingd processes, each trusting its cache for a minute,
     // so only the notification can carry the flip in time
-    let first = spawn_app_with(|settings| settings.flag_cache_ttl_ms = LONG_TTL_MS).await;
-    let second = spawn_app_on(&first.database_url, |settings| settings.flag_cache_ttl_ms = LONG_TTL_MS).await;
+    let first = spawn_app_with(|settings| settings.flag_cache_ttl = LONG_TTL).await;
+    let second = spawn_app_on(&first.database_url, |settings| settings.flag_cache_ttl = LONG_TTL).await;
     wait_until("both flag listeners are listening", Duration::from_secs(15), || async {
         listeners_on(&first.pool).await == 2
     })
@@ -145,7 +145,7 @@ async fn another_process_on_the_same_database_sees_a_flip_within_one_second() {
 #[tokio::test]
 async fn a_flip_written_with_plain_sql_reaches_the_cache_through_the_notification() {
     // Arrange
-    let app = spawn_app_with(|settings| settings.flag_cache_ttl_ms = LONG_TTL_MS).await;
+    let app = spawn_app_with(|settings| settings.flag_cache_ttl = LONG_TTL).await;
     wait_until("the flag listener is listening", Duration::from_secs(15), || async {
         listeners_on(&app.pool).await == 1
     })
@@ -173,7 +173,7 @@ async fn a_flip_written_with_plain_sql_reaches_the_cache_through_the_notificatio
 #[tokio::test]
 async fn steady_state_evaluations_issue_no_database_query() {
     // Arrange: the listener's first read is done before counting starts
-    let app = spawn_app_with(|settings| settings.flag_cache_ttl_ms = LONG_TTL_MS).await;
+    let app = spawn_app_with(|settings| settings.flag_cache_ttl = LONG_TTL).await;
     wait_until("the flag listener has read the flags", Duration::from_secs(15), || async {
         listeners_on(&app.pool).await == 1 && app.flags.database_reads() >= 1
     })
@@ -390,7 +390,8 @@ async fn get_flag_serves_the_last_known_value_while_the_database_is_down() {
         uuid::Uuid::new_v4().simple()
     ));
     let mut server = start_test_server(data_dir.clone()).expect("private postgres");
-    let app = spawn_app_on(&server.url("postgres"), |settings| settings.flag_cache_ttl_ms = 200).await;
+    let app =
+        spawn_app_on(&server.url("postgres"), |settings| settings.flag_cache_ttl = Duration::from_millis(200)).await;
     set_flag(&app, true, "before the outage").await.expect("set flag");
 
     // Act
@@ -472,7 +473,7 @@ async fn bookingctl_refuses_a_wrong_token() {
 #[tokio::test]
 async fn a_flip_made_while_the_listener_reconnects_is_not_lost() {
     // Arrange
-    let app = spawn_app_with(|settings| settings.flag_cache_ttl_ms = LONG_TTL_MS).await;
+    let app = spawn_app_with(|settings| settings.flag_cache_ttl = LONG_TTL).await;
     wait_until("the flag listener is listening", Duration::from_secs(15), || async {
         listeners_on(&app.pool).await == 1
     })
@@ -500,7 +501,7 @@ async fn a_flip_made_while_the_listener_reconnects_is_not_lost() {
 
     // Assert: the reconnection rereads what it may have missed. The deadline
     // covers the reconnect backoff on a loaded machine and stays far below
-    // LONG_TTL_MS, so only the reread can pass it.
+    // LONG_TTL, so only the reread can pass it.
     wait_until("the process serves the flip", Duration::from_secs(5), || async {
         app.flags.use_legacy_booking_service().await.enabled
     })

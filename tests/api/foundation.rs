@@ -89,7 +89,7 @@ async fn the_database_functions_are_deployed_on_first_start_only() {
     assert!(db::functions::state(&app.pool).await.expect("state").complete());
 
     db::functions::rollback(&app.pool, "test", "operator rolled back").await.expect("rollback");
-    let again = db::functions::deploy_on_first_start(&app.pool).await.expect("second start");
+    let again = db::functions::deploy_on_first_start(&app.pool, Default::default()).await.expect("second start");
 
     assert!(!again, "a restart after a rollback must not redeploy");
     let state = db::functions::state(&app.pool).await.expect("state");

@@ -11,7 +11,8 @@ use std::{
 
 use bookingd::{
     config::Settings,
-    embedded_pg::{EmbeddedPgOptions, EmbeddedPostgres, free_port},
+    db::url::with_database,
+    embedded_pg::{EmbeddedPgOptions, EmbeddedPostgres, PostgresThread, free_port},
     proto::v1::{
         admin_service_client::AdminServiceClient, booking_service_client::BookingServiceClient,
         integrity_service_client::IntegrityServiceClient,
@@ -31,43 +32,33 @@ use tonic_health::pb::health_client::HealthClient;
 /// URL of the run's PostgreSQL server (its `postgres` database).
 pub fn test_server_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
+    // Never dropped: the server's thread lives until the test process exits,
+    // and its parent-death signal stops the server then.
+    static SERVER: OnceLock<PostgresThread> = OnceLock::new();
     URL.get_or_init(|| {
         if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
             return url;
         }
         remove_stale_data_dirs();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        // The server lives in a thread that never exits: its parent-death
-        // signal fires when the test process ends, not when a test does.
-        std::thread::Builder::new()
-            .name("test-postgres".into())
-            .spawn(move || {
-                let started = start_test_server(data_dir_for(std::process::id()));
-                match started {
-                    Ok(server) => {
-                        let _ = sender.send(Ok(server.url("postgres")));
-                        loop {
-                            std::thread::park();
-                        }
-                    }
-                    Err(error) => {
-                        let _ = sender.send(Err(error.to_string()));
-                    }
-                }
-            })
-            .expect("spawn the test postgres thread");
-        receiver.recv().expect("test postgres thread").unwrap_or_else(|e| panic!("starting test postgres: {e}"))
+        let server = PostgresThread::start("test-postgres", test_server_options(data_dir_for(std::process::id())))
+            .unwrap_or_else(|e| panic!("starting test postgres: {e}"));
+        SERVER.get_or_init(|| server).url("postgres")
     })
 }
 
+/// A private server of a test's own (one it stops and restarts).
 pub fn start_test_server(data_dir: PathBuf) -> Result<EmbeddedPostgres, bookingd::embedded_pg::EmbeddedPgError> {
-    EmbeddedPostgres::start(EmbeddedPgOptions {
+    EmbeddedPostgres::start(test_server_options(data_dir))
+}
+
+fn test_server_options(data_dir: PathBuf) -> EmbeddedPgOptions {
+    EmbeddedPgOptions {
         data_dir,
         port: free_port().expect("free port"),
         bin_dir: std::env::var_os("BOOKINGD_PG_BIN_DIR").map(PathBuf::from),
         ephemeral: true,
         max_connections: 500,
-    })
+    }
 }
 
 fn data_dir_for(pid: u32) -> PathBuf {
@@ -87,19 +78,6 @@ fn remove_stale_data_dirs() {
         if !PathBuf::from(format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
-    }
-}
-
-/// Replaces the database name of a postgres URL.
-pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let base = base.rsplit_once('/').map(|(prefix, _)| prefix).unwrap_or(base);
-    match query {
-        Some(query) => format!("{base}/{database}?{query}"),
-        None => format!("{base}/{database}"),
     }
 }
 
@@ -225,7 +203,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 /// The real server against an existing database.
 pub async fn spawn_app_on(database_url: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::for_database(database_url);
-    settings.health_probe_interval_ms = 100;
+    settings.health_probe_interval = Duration::from_millis(100);
     settings.principals = Some(test_principals());
     configure(&mut settings);
     let app = Application::build(settings).await.expect("build the application");

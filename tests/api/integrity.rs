@@ -645,8 +645,8 @@ async fn flag_state_warns_when_the_atomic_path_is_selected_but_not_deployed() {
 #[tokio::test]
 async fn results_stream_as_each_check_finishes() {
     let app = spawn_app_with(|settings| {
-        settings.check_lock_timeout_ms = 60_000;
-        settings.check_statement_timeout_ms = 60_000;
+        settings.check_lock_timeout = Duration::from_secs(60);
+        settings.check_statement_timeout = Duration::from_secs(60);
     })
     .await;
     healthy_catalog(&app.pool).await;
@@ -682,8 +682,8 @@ async fn results_stream_as_each_check_finishes() {
 #[tokio::test]
 async fn cancelling_a_watch_cancels_its_query_on_the_database() {
     let app = spawn_app_with(|settings| {
-        settings.check_lock_timeout_ms = 60_000;
-        settings.check_statement_timeout_ms = 60_000;
+        settings.check_lock_timeout = Duration::from_secs(60);
+        settings.check_statement_timeout = Duration::from_secs(60);
     })
     .await;
     healthy_catalog(&app.pool).await;
@@ -713,7 +713,7 @@ async fn cancelling_a_watch_cancels_its_query_on_the_database() {
 
 #[tokio::test]
 async fn a_check_that_cannot_run_reports_error_and_the_others_still_report() {
-    let app = spawn_app_with(|settings| settings.check_lock_timeout_ms = 200).await;
+    let app = spawn_app_with(|settings| settings.check_lock_timeout = Duration::from_millis(200)).await;
     healthy_catalog(&app.pool).await;
     let lock = lock_table(&app.pool, "feature_flags").await;
 
@@ -735,7 +735,7 @@ async fn a_check_that_cannot_run_reports_error_and_the_others_still_report() {
 #[tokio::test]
 async fn a_watch_reruns_its_checks_every_interval_and_numbers_the_rounds() {
     // a request deadline shorter than the watch: it must not cut the stream
-    let app = spawn_app_with(|settings| settings.request_timeout_ms = 300).await;
+    let app = spawn_app_with(|settings| settings.request_timeout = Duration::from_millis(300)).await;
     let request = WatchChecksRequest {
         checks: vec!["negative_available_spots".into(), "flag_state".into()],
         max_samples: 0,

@@ -357,7 +357,7 @@ fn assert_flag_evaluation_is_honest_about_the_cache(spans: &[Span], evaluation: 
 async fn a_create_booking_trace_shows_the_code_path_the_flag_and_the_database_call() {
     let telemetry = telemetry();
     // a long cache TTL: the repeated evaluation below must come from the cache
-    let app = spawn_app_with(|settings| settings.flag_cache_ttl_ms = 60_000).await;
+    let app = spawn_app_with(|settings| settings.flag_cache_ttl = Duration::from_secs(60)).await;
     let tour = create_tour(&app.pool, TourSpec::default()).await;
 
     let mut traces = Vec::new();

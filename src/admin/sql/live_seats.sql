@@ -1,10 +1,12 @@
 -- Each selected tour with the seats its live (pending + confirmed) bookings
--- hold: what available_spots must equal, by the seat invariant. $1 null
+-- hold: what available_spots (and overbooked_seats) must equal, by the seat
+-- invariant. $1 null
 -- selects every tour. Reads bookings through bookings_live_seats_idx.
 select t.id,
        t.tour_name,
        t.max_capacity,
        t.available_spots,
+       t.overbooked_seats,
        coalesce(s.seats, 0)::bigint as live_seats
 from tours t
 left join (

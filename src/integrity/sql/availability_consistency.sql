@@ -3,6 +3,8 @@
 -- in maintenance (exactly the ones being repaired or paused) and on inactive
 -- tours that may be reactivated with a wrong count. Templates are left out:
 -- they are never booked.
+-- Overbooked tours (live seats above capacity, available clamped to 0) are
+-- violations of kind 'overbooked', counted in facts.overbooked_tours.
 -- Output contract of every check: violation_count, observed, facts, samples
 -- ($1 = most sample rows).
 with booked as (
@@ -18,6 +20,10 @@ drift as (
         t.status,
         t.max_capacity,
         t.available_spots,
+        t.overbooked_seats,
+        -- overbooked: more live seats than capacity; shown as such, never as
+        -- consistent, until releases have paid the excess down
+        case when coalesce(b.booked_spots, 0) > t.max_capacity then 'overbooked' else 'drift' end as kind,
         coalesce(b.booked_spots, 0) as actual_booked,
         t.max_capacity - t.available_spots as recorded_booked,
         coalesce(b.booked_spots, 0) - (t.max_capacity - t.available_spots) as discrepancy
@@ -29,7 +35,7 @@ drift as (
 select
     (select count(*) from drift) as violation_count,
     (select coalesce(sum(abs(discrepancy)), 0)::float8 from drift) as observed,
-    '{}'::jsonb as facts,
+    jsonb_build_object('overbooked_tours', (select count(*) from drift where kind = 'overbooked')) as facts,
     coalesce((select jsonb_agg(row_to_json(s)) from (
         select * from drift order by abs(discrepancy) desc, tour_id limit $1
     ) s), '[]'::jsonb) as samples;
