@@ -80,6 +80,8 @@ fn payload(prepared: &PreparedBooking, booking_reference: &str) -> serde_json::V
         "id": prepared.id.0,
         "booking_reference": booking_reference,
         "request_id": request.request_id.as_str(),
+        // idempotency keys are per principal; the function scopes its lookup by it
+        "created_by": request.created_by,
         "request_fingerprint": prepared.fingerprint,
         "tour_id": request.tour_id.0,
         "num_adults": request.seats.adults(),

@@ -37,7 +37,9 @@ async fn attempt(
     let mut tx = pool.begin().await.map_err(|e| BookingError::from_db("starting a booking transaction", e))?;
 
     let tour = store::lock_tour(&mut tx, request.tour_id).await?.ok_or(BookingError::TourNotFound)?;
-    if let Some(existing) = store::booking_by_request_id(&mut *tx, request.request_id.as_str()).await? {
+    if let Some(existing) =
+        store::booking_by_request_id(&mut *tx, &request.created_by, request.request_id.as_str()).await?
+    {
         return Ok(prepared.replay(existing)?);
     }
     if tour.is_template || tour.tour_date.is_none() {
@@ -61,6 +63,7 @@ async fn attempt(
         id: prepared.id,
         booking_reference,
         request_id: request.request_id.as_str(),
+        created_by: &request.created_by,
         request_fingerprint: &prepared.fingerprint,
         tour: &tour,
         user_id: request.user_id,

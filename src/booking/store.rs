@@ -107,7 +107,7 @@ impl TryFrom<BookingRow> for Booking {
 pub(crate) use crate::db::error::violated_unique_constraint;
 
 pub const REFERENCE_KEY: &str = "bookings_booking_reference_key";
-pub const REQUEST_ID_KEY: &str = "bookings_request_id_key";
+pub const REQUEST_ID_KEY: &str = "bookings_request_id_created_by_key";
 
 pub async fn booking_by_id(db: impl PgExecutor<'_>, id: BookingId) -> Result<Option<Booking>, BookingError> {
     sqlx::query_as::<_, BookingRow>(concat!("select ", booking_columns!(), " from bookings where id = $1"))
@@ -135,15 +135,25 @@ pub async fn booking_by_reference(db: impl PgExecutor<'_>, reference: &str) -> R
     .transpose()
 }
 
-pub async fn booking_by_request_id(db: impl PgExecutor<'_>, request_id: &str) -> Result<Option<Booking>, BookingError> {
-    sqlx::query_as::<_, BookingRow>(concat!("select ", booking_columns!(), " from bookings where request_id = $1"))
-        .bind(request_id)
-        .fetch_optional(db)
-        .instrument(db_span("select booking by request_id"))
-        .await
-        .map_err(|e| BookingError::from_db("reading a booking by request_id", e))?
-        .map(Booking::try_from)
-        .transpose()
+/// The booking `created_by` made under its idempotency key `request_id`.
+pub async fn booking_by_request_id(
+    db: impl PgExecutor<'_>,
+    created_by: &str,
+    request_id: &str,
+) -> Result<Option<Booking>, BookingError> {
+    sqlx::query_as::<_, BookingRow>(concat!(
+        "select ",
+        booking_columns!(),
+        " from bookings where request_id = $1 and created_by = $2"
+    ))
+    .bind(request_id)
+    .bind(created_by)
+    .fetch_optional(db)
+    .instrument(db_span("select booking by request_id"))
+    .await
+    .map_err(|e| BookingError::from_db("reading a booking by request_id", e))?
+    .map(Booking::try_from)
+    .transpose()
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -352,6 +362,7 @@ pub struct NewBooking<'a> {
     pub id: BookingId,
     pub booking_reference: &'a str,
     pub request_id: &'a str,
+    pub created_by: &'a str,
     pub request_fingerprint: &'a str,
     pub tour: &'a TourForBooking,
     pub user_id: Option<Uuid>,
@@ -375,9 +386,9 @@ pub async fn insert_legacy_booking(tx: &mut PgConnection, new: &NewBooking<'_>) 
             id, booking_reference, request_id, request_fingerprint, tour_id, schedule_id,
             operator_id, user_id, customer_name, customer_email, customer_whatsapp,
             num_adults, num_children, subtotal, commission_amount, total_amount,
-            applied_commission_rate, currency_code, booking_status, code_path, hold_expires_at
+            applied_commission_rate, currency_code, booking_status, code_path, hold_expires_at, created_by
          ) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                   'pending', 'legacy', $19)
+                   'pending', 'legacy', $19, $20)
          returning ",
         booking_columns!()
     ))
@@ -400,6 +411,7 @@ pub async fn insert_legacy_booking(tx: &mut PgConnection, new: &NewBooking<'_>) 
     .bind(new.applied_commission_rate)
     .bind(&new.tour.currency_code)
     .bind(new.hold_expires_at)
+    .bind(new.created_by)
     .fetch_one(&mut *tx)
     .instrument(db_span("insert bookings"))
     .await?;
