@@ -39,6 +39,11 @@ pub struct Settings {
     #[arg(long, env = "BOOKINGD_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
 
+    /// Migrate the schema (and deploy the database functions) at start, under an advisory lock; false: wait
+    /// up to 2 minutes for `bookingd migrate` to have done it.
+    #[arg(long, env = "BOOKINGD_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate_on_start: bool,
+
     /// Load the demo catalog if the database has no tours yet (default: on for the embedded database).
     #[arg(long, env = "BOOKINGD_SEED_DEMO")]
     pub seed_demo: Option<bool>,
@@ -214,9 +219,15 @@ impl Settings {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let matches = Settings::command().get_matches_from(args);
-        let mut settings = Settings::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
-        settings.apply_deprecated(&matches);
+        Settings::from_matches(&Settings::command().get_matches_from(args))
+    }
+
+    /// The settings in `matches` of a command that flattens `Settings` (as
+    /// `bookingd` does, to add its `migrate` subcommand), with the
+    /// deprecated names folded in.
+    pub fn from_matches(matches: &ArgMatches) -> Self {
+        let mut settings = Settings::from_arg_matches(matches).unwrap_or_else(|error| error.exit());
+        settings.apply_deprecated(matches);
         settings
     }
 

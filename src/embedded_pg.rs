@@ -175,10 +175,6 @@ impl EmbeddedPostgres {
         self.spawn()
     }
 
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
-
     fn log_path(&self) -> PathBuf {
         self.options.data_dir.join("postgres.log")
     }

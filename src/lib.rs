@@ -21,7 +21,9 @@
 //! - [`grpc`]: thin adapters from the generated services to the domains, and
 //!   the single domain-error → `tonic::Status` table.
 //! - [`telemetry`]: tracing subscriber and OpenTelemetry export.
+//! - [`page`]: pagination for every list (sizes, signed page tokens).
 //! - [`proto`]: generated code for `booking.v1`.
+//! - [`reason`]: the one rule for an operator's (or caller's) reason.
 
 pub mod admin;
 pub mod auth;
@@ -34,6 +36,8 @@ pub mod embedded_pg;
 pub mod flags;
 pub mod grpc;
 pub mod integrity;
+pub mod page;
 pub mod proto;
+pub mod reason;
 pub mod startup;
 pub mod telemetry;

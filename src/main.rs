@@ -1,5 +1,6 @@
 //! bookingd: parse settings, start the embedded database if no
 //! DATABASE_URL is given, serve until SIGINT/SIGTERM, stop cleanly.
+//! `bookingd migrate` only prepares the database (see `db::schema`) and exits.
 
 use std::process::ExitCode;
 
@@ -9,11 +10,35 @@ use bookingd::{
     startup::Application,
     telemetry,
 };
-use secrecy::SecretString;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+
+#[derive(Debug, Parser)]
+#[command(name = "bookingd", version, about = "gRPC booking service for a tour marketplace")]
+struct Cli {
+    /// Settings (flags before the subcommand, or environment variables).
+    #[command(flatten)]
+    settings: Settings,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply the schema migrations, deploy the database functions on the database's first start and (with
+    /// --seed-demo true) load the demo catalog, then exit. Needs DATABASE_URL. Safe to run from several
+    /// replicas at once: an advisory lock lets one migrate while the others wait.
+    Migrate,
+}
+
+/// How long `bookingd migrate` retries reaching a database that is still starting.
+const MIGRATE_CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let mut settings = Settings::load();
+    let matches = Cli::command().get_matches();
+    let command = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit()).command;
+    let mut settings = Settings::from_matches(&matches);
     // Kept until after the server and the database have stopped: dropping it
     // flushes the last spans and metrics.
     let _telemetry = match telemetry::init(settings.log_format) {
@@ -28,7 +53,11 @@ async fn main() -> ExitCode {
         eprintln!("bookingd: invalid configuration: {problem}");
         return ExitCode::from(2);
     }
-    match run(&mut settings).await {
+    let outcome = match command {
+        Some(Command::Migrate) => migrate(&settings).await,
+        None => run(&mut settings).await,
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("bookingd: error: {error}");
@@ -75,6 +104,17 @@ async fn run(settings: &mut Settings) -> Result<(), Box<dyn std::error::Error>> 
         tracing::info!("embedded postgresql stopped");
     }
     Ok(result?)
+}
+
+async fn migrate(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let url = settings
+        .database_url
+        .as_ref()
+        .ok_or("migrate needs DATABASE_URL (the embedded default migrates when it starts)")?;
+    let pool = bookingd::db::connect(url.expose_secret(), 2, MIGRATE_CONNECT_WAIT).await?;
+    bookingd::db::schema::prepare(&pool, settings.seed_demo.unwrap_or(false)).await?;
+    pool.close().await;
+    Ok(())
 }
 
 /// The embedded default's two principals, `operator` and `booking-client`,

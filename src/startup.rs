@@ -15,10 +15,7 @@ use crate::{
     auth::{Authenticator, PrincipalConfigError, Sources},
     booking::{self, AtomicPathStatus, Bookings, types::BookingRules},
     config::Settings,
-    db::{
-        self, DbSetupError,
-        functions::{DdlError, DdlPolicy},
-    },
+    db::{self, DbSetupError},
     flags::Flags,
     grpc::{
         admin::AdminApi,
@@ -56,6 +53,10 @@ pub enum StartupError {
     Serve(#[from] tonic::transport::Error),
 }
 
+/// How long a server started with `--migrate-on-start false` waits for the
+/// schema to become current before giving up.
+const MIGRATION_WAIT: Duration = Duration::from_secs(120);
+
 type ServeFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
 
 pub struct Application {
@@ -74,25 +75,11 @@ impl Application {
         let tls = server_tls(&settings)?;
         let url = settings.database_url.as_ref().ok_or(StartupError::NoDatabase)?;
         let pool = db::connect(url.expose_secret(), settings.db_max_connections, Duration::from_secs(15)).await?;
-        db::migrate(&pool).await?;
-        match db::functions::deploy_on_first_start(&pool, DdlPolicy::default()).await {
-            Ok(true) => tracing::info!("deployed create_booking_atomic and restore_availability_trigger"),
-            Ok(false) => {}
-            // the functions in place keep serving; a start must not queue
-            // bookings behind a lock (a rolling restart during a pg_dump)
-            Err(error @ DdlError::Busy { .. }) => {
-                tracing::warn!(%error, "database functions not refreshed; retry with `bookingctl functions deploy`")
-            }
-            Err(DdlError::Database(source)) => {
-                return Err(DbSetupError::Query { action: "deploying the database functions", source }.into());
-            }
-        }
-        if settings.seed_demo.unwrap_or(false)
-            && db::seed::seed_demo_catalog(&pool)
-                .await
-                .map_err(|source| DbSetupError::Query { action: "loading the demo catalog", source })?
-        {
-            tracing::info!("loaded the demo catalog");
+        // one process at a time (advisory lock), or wait for `bookingd migrate`
+        if settings.migrate_on_start {
+            db::schema::prepare(&pool, settings.seed_demo.unwrap_or(false)).await?;
+        } else {
+            db::schema::wait_until_current(&pool, MIGRATION_WAIT).await?;
         }
 
         let authenticator = authenticator(&settings)?;
@@ -108,6 +95,7 @@ impl Application {
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let health = Health::new(health_reporter);
+        health.set(crate::grpc::health::LIVENESS, true).await;
         for name in crate::grpc::health::DATABASE_BACKED {
             health.set(name, true).await;
         }
@@ -150,12 +138,16 @@ impl Application {
             .layer(AuthLayer::new(authenticator))
             .add_service(health_service)
             .add_optional_service(reflection)
-            .add_service(BookingServiceServer::new(BookingApi::new(bookings)))
+            .add_service(BookingServiceServer::new(BookingApi::new(bookings.clone())))
             .add_service(IntegrityServiceServer::new(IntegrityApi::new(
                 integrity_runner(&settings, &pool),
                 stop.clone(),
             )))
-            .add_service(AdminServiceServer::new(AdminApi::new(pool.clone(), flags.clone())));
+            .add_service(AdminServiceServer::new(AdminApi::new(
+                pool.clone(),
+                flags.clone(),
+                bookings.atomic_path_status().clone(),
+            )));
 
         let shutdown = stop.clone().cancelled_owned();
         let server = Box::pin(router.serve_with_incoming_shutdown(incoming(listener), shutdown));
@@ -165,14 +157,6 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
-    }
-
-    pub fn port(&self) -> u16 {
-        self.local_addr.port()
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
     }
 
     /// The process's flag resolver (the instance the services use).

@@ -7,12 +7,8 @@ use crate::db::error::DbError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    /// Actions that change something must say why: the reason goes into the
-    /// audit trail.
-    #[error("a reason is required for this action")]
-    ReasonRequired,
-    #[error("reason is too long ({length} characters, at most {max})")]
-    ReasonTooLong { length: usize, max: usize },
+    #[error(transparent)]
+    Reason(#[from] crate::reason::ReasonError),
     #[error("{field}: {value:?} is not a tour id (a UUID)")]
     InvalidTourId { field: String, value: String },
     #[error("pause_id: {value:?} is not a pause id (a UUID)")]

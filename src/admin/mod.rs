@@ -3,6 +3,7 @@
 //! atomic-path functions.
 //!
 //! Every action that writes takes the calling principal's name and a [`Reason`]
+//! (the crate's one rule for reasons, [`crate::reason`])
 //! and records one `audit_logs` row in the same transaction as its change, so
 //! the audit trail never claims a change that was rolled back (nor misses one
 //! that was not). Audit details hold ids, counts and the reason, never
@@ -17,32 +18,8 @@ pub mod repair;
 
 use uuid::Uuid;
 
+pub use crate::reason::Reason;
 pub use error::AdminError;
-
-/// Longest reason kept in the audit trail.
-pub const MAX_REASON_CHARS: usize = 500;
-
-/// Why an operator acts: required, trimmed, bounded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reason(String);
-
-impl Reason {
-    pub fn parse(raw: &str) -> Result<Self, AdminError> {
-        let trimmed = raw.trim();
-        if trimmed.is_empty() {
-            return Err(AdminError::ReasonRequired);
-        }
-        let length = trimmed.chars().count();
-        if length > MAX_REASON_CHARS {
-            return Err(AdminError::ReasonTooLong { length, max: MAX_REASON_CHARS });
-        }
-        Ok(Reason(trimmed.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// Parses a request's tour ids (field name `field`), sorted and without
 /// duplicates. Empty means "every tour" to the callers that allow it.
@@ -75,22 +52,11 @@ pub struct TourChange {
     pub available_spots_after: i32,
 }
 
-/// Span of one database call, by the tracing convention (`db.query`, no
-/// parameter values).
-fn db_span(operation: &'static str) -> tracing::Span {
-    tracing::info_span!("db.query", db.system = "postgresql", db.operation.name = operation)
-}
+use crate::telemetry::db_span;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_reason_is_trimmed_and_required() {
-        assert_eq!(Reason::parse("  nightly repair ").expect("valid").as_str(), "nightly repair");
-        assert!(matches!(Reason::parse("   "), Err(AdminError::ReasonRequired)));
-        assert!(matches!(Reason::parse(&"x".repeat(501)), Err(AdminError::ReasonTooLong { length: 501, .. })));
-    }
 
     #[test]
     fn tour_ids_are_parsed_sorted_and_deduplicated_and_bad_ones_name_their_field() {

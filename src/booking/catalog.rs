@@ -10,11 +10,13 @@ use sqlx::PgPool;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::booking::{
-    error::BookingError,
-    page,
-    store::db_span,
-    types::{FieldProblem, TourId, TourListing, TourPage},
+use crate::{
+    booking::{
+        error::BookingError,
+        store::db_span,
+        types::{FieldProblem, TourId, TourListing, TourPage},
+    },
+    page::{self, PageKeys},
 };
 
 #[derive(Debug, Clone, Default)]
@@ -110,7 +112,8 @@ fn parse_date(field: &'static str, raw: &str) -> Result<Option<NaiveDate>, Field
         .map_err(|_| FieldProblem::new(field, "must be an ISO date like 2026-11-26"))
 }
 
-pub async fn list(pool: &PgPool, query: TourQuery) -> Result<TourPage, BookingError> {
+pub async fn list(pool: &PgPool, keys: &PageKeys, query: TourQuery) -> Result<TourPage, BookingError> {
+    let key = keys.get().await.map_err(|e| BookingError::from_db("reading the page key", e))?;
     let mut problems = Vec::new();
     let from = parse_date("from_date", &query.from_date).map_err(|p| problems.push(p)).ok().flatten();
     let to = parse_date("to_date", &query.to_date).map_err(|p| problems.push(p)).ok().flatten();
@@ -118,8 +121,10 @@ pub async fn list(pool: &PgPool, query: TourQuery) -> Result<TourPage, BookingEr
         "" => None,
         raw => TourId::parse("template_id", raw).map_err(|p| problems.push(p)).ok().map(|id| id.0),
     };
-    let size = page::page_size(query.page_size).map_err(|p| problems.push(p)).unwrap_or(page::DEFAULT_PAGE_SIZE);
-    let cursor = page::decode::<Cursor>(&query.page_token).map_err(|p| problems.push(p)).ok().flatten();
+    let size =
+        page::TOURS.size(query.page_size).map_err(|p| problems.push(p.into())).unwrap_or(page::TOURS.default_size);
+    let cursor =
+        page::TOURS.decode::<Cursor>(key, &query.page_token).map_err(|p| problems.push(p.into())).ok().flatten();
     if let (Some(from), Some(to)) = (from, to)
         && from > to
     {
@@ -145,13 +150,13 @@ pub async fn list(pool: &PgPool, query: TourQuery) -> Result<TourPage, BookingEr
 
     let more = rows.len() as i64 > size;
     let tours: Vec<TourListing> = rows.into_iter().take(size as usize).map(TourListing::from).collect();
-    let next_page_token = match tours.last() {
-        Some(last) if more => Some(page::encode(&Cursor {
-            d: last.tour_date,
-            s: last.time_slot.clone().unwrap_or_default(),
-            i: last.id.0,
-        })),
-        _ => None,
-    };
+    let next_page_token =
+        match tours.last() {
+            Some(last) if more => Some(page::TOURS.encode(
+                key,
+                &Cursor { d: last.tour_date, s: last.time_slot.clone().unwrap_or_default(), i: last.id.0 },
+            )),
+            _ => None,
+        };
     Ok(TourPage { tours, next_page_token })
 }

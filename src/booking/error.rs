@@ -12,6 +12,10 @@ pub enum BookingError {
     #[error("invalid request ({} field problem(s))", .0.len())]
     InvalidRequest(Vec<FieldProblem>),
 
+    /// A cancellation's reason broke the crate's one rule for reasons.
+    #[error(transparent)]
+    InvalidReason(#[from] crate::reason::ReasonError),
+
     #[error("tour not found")]
     TourNotFound,
 
@@ -70,6 +74,7 @@ impl BookingError {
     pub fn reason_code(&self) -> &'static str {
         match self {
             BookingError::InvalidRequest(_) => "INVALID_ARGUMENT",
+            BookingError::InvalidReason(error) => error.code(),
             BookingError::TourNotFound => "TOUR_NOT_FOUND",
             BookingError::TourNotBookable => "TOUR_NOT_BOOKABLE",
             BookingError::TourNotActive { .. } => "TOUR_NOT_ACTIVE",

@@ -13,13 +13,15 @@ use sqlx::PgPool;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::booking::{
-    error::BookingError,
-    page,
-    store::{BookingRow, booking_columns, db_span},
-    types::{Booking, Contact, FieldProblem, JourneyEntry, JourneyPage},
-};
 use crate::db::error::DbErrorKind;
+use crate::{
+    booking::{
+        error::BookingError,
+        store::{BookingRow, booking_columns, db_span},
+        types::{Booking, Contact, FieldProblem, JourneyEntry, JourneyPage},
+    },
+    page::{JOURNEY, PageKey, PageKeys},
+};
 
 #[derive(Debug, Clone, Default)]
 pub struct JourneyQuery {
@@ -102,14 +104,14 @@ struct Filter {
     limit: i64,
 }
 
-fn parse(query: &JourneyQuery) -> Result<Filter, BookingError> {
+fn parse(query: &JourneyQuery, key: &PageKey) -> Result<Filter, BookingError> {
     let mut problems: Vec<FieldProblem> = Vec::new();
     let contact =
         Contact::parse("customer_email", &query.customer_email, "customer_whatsapp", &query.customer_whatsapp)
             .map_err(|p| problems.extend(p))
             .ok();
-    let size = page::page_size(query.page_size).map_err(|p| problems.push(p)).ok();
-    let cursor = page::decode::<Cursor>(&query.page_token).map_err(|p| problems.push(p)).ok().flatten();
+    let size = JOURNEY.size(query.page_size).map_err(|p| problems.push(p.into())).ok();
+    let cursor = JOURNEY.decode::<Cursor>(key, &query.page_token).map_err(|p| problems.push(p.into())).ok().flatten();
     let after = match cursor {
         Some(cursor) => match DateTime::from_timestamp_micros(cursor.c) {
             Some(at) => Some((at, cursor.i)),
@@ -131,8 +133,9 @@ fn parse(query: &JourneyQuery) -> Result<Filter, BookingError> {
     }
 }
 
-pub async fn lookup(pool: &PgPool, query: JourneyQuery) -> Result<JourneyPage, BookingError> {
-    let filter = parse(&query)?;
+pub async fn lookup(pool: &PgPool, keys: &PageKeys, query: JourneyQuery) -> Result<JourneyPage, BookingError> {
+    let key = keys.get().await.map_err(|e| BookingError::from_db("reading the page key", e))?;
+    let filter = parse(&query, key)?;
     let (rows, used_fallback) =
         match fetch(pool, VIA_VIEW, "select journey via active_tours_with_operators", &filter).await {
             Ok(rows) if !rows.iter().any(JourneyRow::incomplete) => (rows, false),
@@ -147,7 +150,7 @@ pub async fn lookup(pool: &PgPool, query: JourneyQuery) -> Result<JourneyPage, B
             }
             Err(error) => return Err(BookingError::from_db("looking up a journey", error)),
         };
-    into_page(rows, filter.limit, used_fallback)
+    into_page(rows, filter.limit, used_fallback, key)
 }
 
 async fn fallback(pool: &PgPool, filter: &Filter) -> Result<Vec<JourneyRow>, BookingError> {
@@ -173,7 +176,12 @@ async fn fetch(
         .await
 }
 
-fn into_page(mut rows: Vec<JourneyRow>, limit: i64, used_fallback: bool) -> Result<JourneyPage, BookingError> {
+fn into_page(
+    mut rows: Vec<JourneyRow>,
+    limit: i64,
+    used_fallback: bool,
+    key: &PageKey,
+) -> Result<JourneyPage, BookingError> {
     let more = rows.len() as i64 >= limit;
     if more {
         rows.truncate((limit - 1) as usize);
@@ -193,7 +201,7 @@ fn into_page(mut rows: Vec<JourneyRow>, limit: i64, used_fallback: bool) -> Resu
     }
     let next_page_token = match entries.last() {
         Some(last) if more => {
-            Some(page::encode(&Cursor { c: last.booking.created_at.timestamp_micros(), i: last.booking.id.0 }))
+            Some(JOURNEY.encode(key, &Cursor { c: last.booking.created_at.timestamp_micros(), i: last.booking.id.0 }))
         }
         _ => None,
     };

@@ -18,7 +18,6 @@ pub mod error;
 pub mod holds;
 pub mod journey;
 pub mod legacy;
-pub mod page;
 pub mod path_status;
 pub mod prepared;
 pub mod pricing;

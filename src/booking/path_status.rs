@@ -4,9 +4,14 @@
 //! because the function is gone, or when the probe finds the functions or
 //! the trigger incomplete; the probe makes it available again once they are
 //! redeployed. Each transition is logged and written to audit_logs once
-//! (`atomic_path_unavailable` / `atomic_path_restored`). Startup mirrors the
-//! status into the health service; GetFlag reads it through
-//! [`AtomicPathStatus::current`].
+//! (`atomic_path_unavailable` / `atomic_path_restored`).
+//!
+//! This is the one answer to "is the atomic path available": the booking
+//! service picks its path from it, startup mirrors it into the health
+//! service, and GetFlag reports [`AtomicPathStatus::current`]. A probe that
+//! cannot read the catalogs changes no verdict (both paths need the database
+//! anyway) but marks it unconfirmed, so GetFlag does not claim more than it
+//! knows during an outage.
 
 use std::{
     sync::Arc,
@@ -31,6 +36,16 @@ pub struct AtomicPathState {
     pub since: DateTime<Utc>,
     /// Monotonic twin of `since`, to refuse observations older than the state.
     changed_at: Instant,
+    /// Why the last probe could not confirm the verdict (the catalogs could
+    /// not be read); `None` once a probe reads them again.
+    pub unconfirmed: Option<String>,
+}
+
+impl AtomicPathState {
+    /// Available, and confirmed by the last probe.
+    pub fn confirmed_available(&self) -> bool {
+        self.available && self.unconfirmed.is_none()
+    }
 }
 
 /// Shared handle; cheap to clone.
@@ -53,6 +68,7 @@ impl AtomicPathStatus {
             detail: "assumed available at start".to_owned(),
             since: Utc::now(),
             changed_at: Instant::now(),
+            unconfirmed: None,
         });
         AtomicPathStatus { sender: Arc::new(sender) }
     }
@@ -76,15 +92,37 @@ impl AtomicPathStatus {
     /// the catalogs just before a rollback committed must not undo the
     /// "unavailable" a failed call reported after it (and vice versa), or
     /// the status would flap and audit each flap.
+    /// An observation that agrees with the state refreshes its detail and
+    /// confirms it without notifying anyone.
     fn transition(&self, available: bool, detail: &str, observed_at: Instant) -> bool {
         self.sender.send_if_modified(|state| {
-            if state.available == available || observed_at < state.changed_at {
+            if observed_at < state.changed_at {
                 return false;
             }
-            *state =
-                AtomicPathState { available, detail: detail.to_owned(), since: Utc::now(), changed_at: Instant::now() };
+            if state.available == available {
+                state.unconfirmed = None;
+                if state.detail != detail {
+                    detail.clone_into(&mut state.detail);
+                }
+                return false;
+            }
+            *state = AtomicPathState {
+                available,
+                detail: detail.to_owned(),
+                since: Utc::now(),
+                changed_at: Instant::now(),
+                unconfirmed: None,
+            };
             true
         })
+    }
+
+    /// The probe could not read the catalogs: the verdict stands, unconfirmed.
+    fn unconfirmed(&self, reason: String) {
+        self.sender.send_if_modified(|state| {
+            state.unconfirmed = Some(reason);
+            false
+        });
     }
 
     /// Marks the path unavailable; the one caller that flips it logs and
@@ -109,7 +147,8 @@ impl AtomicPathStatus {
         let observed_at = Instant::now();
         match db::functions::state(pool).await {
             Ok(state) if state.complete() => {
-                let detail = "create_booking_atomic and restore_availability_trigger are deployed";
+                let detail =
+                    "create_booking_atomic, restore_tour_availability and restore_availability_trigger are deployed";
                 self.mark_available(pool, detail, observed_at).await;
             }
             Ok(state) => {
@@ -122,7 +161,10 @@ impl AtomicPathStatus {
                 );
                 self.mark_unavailable(pool, &detail, observed_at).await;
             }
-            Err(error) => tracing::debug!(%error, "atomic path probe could not read the catalogs"),
+            Err(error) => {
+                tracing::debug!(%error, "atomic path probe could not read the catalogs");
+                self.unconfirmed(format!("the database catalog cannot be read: {error}"));
+            }
         }
     }
 
@@ -155,7 +197,8 @@ mod tests {
         assert!(status.transition(false, "gone", Instant::now()));
         assert!(!status.transition(false, "gone again", Instant::now()));
         assert!(watcher.has_changed().expect("sender alive"));
-        assert_eq!(watcher.borrow_and_update().detail, "gone");
+        // the verdict is the first one; its detail the latest observation's
+        assert_eq!(watcher.borrow_and_update().detail, "gone again");
         assert!(status.transition(true, "back", Instant::now()));
         assert!(status.is_available());
     }
@@ -170,5 +213,18 @@ mod tests {
         assert!(!status.transition(true, "probe: deployed", probe_started));
         assert!(!status.is_available());
         assert!(status.transition(true, "probe: deployed", Instant::now()));
+    }
+
+    #[test]
+    fn a_failed_probe_leaves_the_verdict_unconfirmed_until_one_succeeds() {
+        let status = AtomicPathStatus::new();
+        status.unconfirmed("the database catalog cannot be read".to_owned());
+        assert!(status.is_available(), "the booking service keeps the last verdict");
+        assert!(!status.current().confirmed_available());
+
+        assert!(!status.transition(true, "deployed", Instant::now()), "no change of verdict, no notification");
+        let state = status.current();
+        assert!(state.confirmed_available());
+        assert_eq!(state.detail, "deployed");
     }
 }

@@ -23,6 +23,8 @@ use crate::{
     },
     db::error::DbErrorKind,
     flags::Flags,
+    page::PageKeys,
+    reason::Reason,
     telemetry::metrics,
 };
 
@@ -35,6 +37,7 @@ pub struct Bookings {
     flags: Flags,
     rules: BookingRules,
     atomic_path: AtomicPathStatus,
+    page_keys: PageKeys,
 }
 
 /// What one sweep of lapsed holds did.
@@ -54,7 +57,7 @@ pub enum BookingKey {
 
 impl Bookings {
     pub fn new(pool: PgPool, flags: Flags, rules: BookingRules, atomic_path: AtomicPathStatus) -> Self {
-        Bookings { pool, flags, rules, atomic_path }
+        Bookings { page_keys: PageKeys::new(pool.clone()), pool, flags, rules, atomic_path }
     }
 
     /// Whether the atomic path is usable (for GetFlag and health).
@@ -175,13 +178,15 @@ impl Bookings {
     #[tracing::instrument(name = "booking.cancel", skip_all)]
     pub async fn cancel(&self, booking_id: &str, reason: &str) -> Result<Cancelled, BookingError> {
         let id = parse_booking_id(booking_id)?;
-        let reason = parse_cancellation_reason(reason)?;
+        let reason = Reason::parse_optional(reason)?;
         let mut tx = self.begin().await?;
         let locked = store::lock_booking(&mut tx, id).await?.ok_or(BookingError::BookingNotFound)?;
         if !locked.booking.status.holds_seats() {
             return Ok(Cancelled { booking: locked.booking, seats_released: false });
         }
-        let cancelled = store::end_booking(&mut tx, &locked.booking, BookingStatus::Cancelled, reason).await?;
+        let cancelled =
+            store::end_booking(&mut tx, &locked.booking, BookingStatus::Cancelled, reason.as_ref().map(Reason::as_str))
+                .await?;
         commit(tx).await?;
         Ok(Cancelled { booking: cancelled, seats_released: true })
     }
@@ -199,14 +204,14 @@ impl Bookings {
 
     #[tracing::instrument(name = "booking.lookup_journey", skip_all, fields(booking.journey_fallback = tracing::field::Empty))]
     pub async fn lookup_journey(&self, query: JourneyQuery) -> Result<JourneyPage, BookingError> {
-        let page = journey::lookup(&self.pool, query).await?;
+        let page = journey::lookup(&self.pool, &self.page_keys, query).await?;
         tracing::Span::current().record("booking.journey_fallback", page.used_fallback);
         Ok(page)
     }
 
     #[tracing::instrument(name = "booking.list_tours", skip_all)]
     pub async fn list_tours(&self, query: TourQuery) -> Result<TourPage, BookingError> {
-        catalog::list(&self.pool, query).await
+        catalog::list(&self.pool, &self.page_keys, query).await
     }
 
     /// Expires up to `limit` lapsed holds, one transaction each (no lock is
@@ -276,18 +281,6 @@ fn parse_booking_reference(raw: &str) -> Result<String, BookingError> {
     }
     let upper = raw.to_ascii_uppercase();
     Ok(if crate::booking::reference::is_generated_shape(&upper) { upper } else { raw.to_owned() })
-}
-
-fn parse_cancellation_reason(raw: &str) -> Result<Option<&str>, BookingError> {
-    const MAX_CHARS: usize = 500;
-    if raw.len() > MAX_CHARS * 4 || raw.chars().count() > MAX_CHARS {
-        return Err(invalid("reason", format!("must be at most {MAX_CHARS} characters")));
-    }
-    if raw.chars().any(char::is_control) {
-        return Err(invalid("reason", "must not contain control characters"));
-    }
-    let trimmed = raw.trim();
-    Ok((!trimmed.is_empty()).then_some(trimmed))
 }
 
 /// The `bookingd.bookings` outcome of a failed creation.

@@ -14,10 +14,7 @@ use crate::booking::{
     types::{Booking, BookingId, BookingStatus, CodePath, TourId},
 };
 
-/// Span of one database call (never its parameter values).
-pub(crate) fn db_span(operation: &'static str) -> tracing::Span {
-    tracing::info_span!("db.query", db.system = "postgresql", db.operation.name = operation)
-}
+pub(crate) use crate::telemetry::db_span;
 
 /// Every column of `bookings`, in one place for every query that reads a booking.
 macro_rules! booking_columns {

@@ -59,6 +59,12 @@ impl FieldProblem {
     }
 }
 
+impl From<crate::page::PageError> for FieldProblem {
+    fn from(error: crate::page::PageError) -> Self {
+        FieldProblem::new(error.field(), error.to_string())
+    }
+}
+
 /// Accepts the canonical hyphenated form only (36 characters): other forms
 /// parse too, but a caller sending them is more likely confused than clever.
 fn parse_uuid(field: &'static str, raw: &str) -> Result<Uuid, FieldProblem> {

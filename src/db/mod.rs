@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod functions;
+pub mod schema;
 pub mod seed;
 pub mod url;
 
@@ -21,6 +22,10 @@ pub enum DbSetupError {
     Unreachable { target: String, waited: Duration, source: sqlx::Error },
     #[error("migrating the schema failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "the schema is not current: {pending} migration(s) still missing after waiting {waited:?} (run `bookingd migrate`)"
+    )]
+    NotMigrated { pending: usize, waited: Duration },
     #[error("database error while {action}: {source}")]
     Query { action: &'static str, source: sqlx::Error },
 }
@@ -67,4 +72,18 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbSetupError> {
 /// `select 1` with a deadline: the health probe.
 pub async fn ping(pool: &PgPool, timeout: Duration) -> bool {
     matches!(tokio::time::timeout(timeout, sqlx::query("select 1").execute(pool)).await, Ok(Ok(_)))
+}
+
+/// The key stored for `purpose`, storing `candidate` if there is none yet
+/// (one statement, so processes starting together agree on one key).
+pub async fn service_key(pool: &PgPool, purpose: &str, candidate: &[u8]) -> Result<Vec<u8>, sqlx::Error> {
+    sqlx::query_scalar(
+        "insert into service_keys (purpose, key) values ($1, $2)
+         on conflict (purpose) do update set purpose = excluded.purpose
+         returning key",
+    )
+    .bind(purpose)
+    .bind(candidate)
+    .fetch_one(pool)
+    .await
 }

@@ -8,17 +8,14 @@
 
 use std::time::Duration;
 
+use crate::{page::FLAG_CHANGES, reason::Reason};
+
 use super::{
-    ChangesPage, FlagChange, FlagChanged, FlagError, FlagSource, FlagState, FlagValue, Flags, MAX_REASON_CHARS,
+    ChangesPage, FlagChange, FlagChanged, FlagError, FlagSource, FlagState, FlagValue, Flags,
     cache::{Cached, Known},
     definition, known,
     store::{self, FlagChangeRow},
 };
-
-/// Changes per ListFlagChanges page when the caller does not say.
-pub const DEFAULT_PAGE_SIZE: i32 = 50;
-/// Most changes per page; larger requests are clamped.
-pub const MAX_PAGE_SIZE: i32 = 500;
 
 impl Flags {
     /// Sets `key` to `enabled` and records who did it and why, in one
@@ -36,9 +33,9 @@ impl Flags {
         if let Some(value) = self.pin(flag) {
             return Err(FlagError::PinnedByEnvironment { key: flag.key, variable: flag.env_var, value });
         }
-        let reason = checked_reason(reason)?;
+        let reason = Reason::parse(reason)?;
 
-        let written = store::write_flag(&self.inner.pool, flag.key, flag.default, enabled, changed_by, reason)
+        let written = store::write_flag(&self.inner.pool, flag.key, flag.default, enabled, changed_by, reason.as_str())
             .await
             .map_err(|source| FlagError::store("changing a feature flag", source))?;
 
@@ -76,18 +73,21 @@ impl Flags {
     }
 
     /// The audit trail, newest first: of one flag, or of all when `key` is
-    /// `None`. `page_size` 0 means [`DEFAULT_PAGE_SIZE`]; `page_token` is the
+    /// `None`. Page sizes as [`FLAG_CHANGES`] says; `page_token` is the
     /// `next_page_token` of the previous page ("" for the first).
     pub async fn changes(&self, key: Option<&str>, page_size: i32, page_token: &str) -> Result<ChangesPage, FlagError> {
         let key = key.map(known).transpose()?.map(|flag| flag.key);
-        let page_size = checked_page_size(page_size)?;
-        let before_id = parse_page_token(page_token)?;
-        let mut rows = store::list_changes(&self.inner.pool, key, before_id, i64::from(page_size) + 1)
+        let page_size = FLAG_CHANGES.size(page_size)?;
+        let page_key =
+            self.inner.page_keys.get().await.map_err(|source| FlagError::store("reading the page key", source))?;
+        // keyset pagination on the change id: a page never shifts when new changes arrive
+        let before_id: Option<i64> = FLAG_CHANGES.decode(page_key, page_token)?;
+        let mut rows = store::list_changes(&self.inner.pool, key, before_id, page_size + 1)
             .await
             .map_err(|source| FlagError::store("reading feature flag changes", source))?;
-        let next_page_token = if rows.len() > page_size as usize {
+        let next_page_token = if rows.len() as i64 > page_size {
             rows.truncate(page_size as usize);
-            rows.last().map(|row| page_token_after(row.id))
+            rows.last().map(|row| FLAG_CHANGES.encode(page_key, &row.id))
         } else {
             None
         };
@@ -107,83 +107,5 @@ fn change_from_row(row: FlagChangeRow) -> FlagChange {
         changed_by: row.changed_by,
         reason: row.reason,
         changed_at: row.changed_at,
-    }
-}
-
-fn checked_reason(reason: &str) -> Result<&str, FlagError> {
-    let reason = reason.trim();
-    if reason.is_empty() {
-        return Err(FlagError::ReasonRequired);
-    }
-    if reason.chars().count() > MAX_REASON_CHARS {
-        return Err(FlagError::ReasonTooLong);
-    }
-    if reason.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(FlagError::ReasonNotPrintable);
-    }
-    Ok(reason)
-}
-
-fn checked_page_size(page_size: i32) -> Result<i32, FlagError> {
-    match page_size {
-        ..0 => Err(FlagError::InvalidPageSize),
-        0 => Ok(DEFAULT_PAGE_SIZE),
-        size => Ok(size.min(MAX_PAGE_SIZE)),
-    }
-}
-
-// The token is the id of the last change on the page (keyset pagination: a
-// page never shifts when new changes arrive). Callers treat it as opaque.
-const PAGE_TOKEN_PREFIX: &str = "before:";
-
-fn page_token_after(id: i64) -> String {
-    format!("{PAGE_TOKEN_PREFIX}{id}")
-}
-
-fn parse_page_token(token: &str) -> Result<Option<i64>, FlagError> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    token
-        .strip_prefix(PAGE_TOKEN_PREFIX)
-        .and_then(|id| id.parse::<i64>().ok())
-        .filter(|id| *id > 0)
-        .map(Some)
-        .ok_or(FlagError::InvalidPageToken)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reason_is_required_and_trimmed() {
-        assert!(matches!(checked_reason(""), Err(FlagError::ReasonRequired)));
-        assert!(matches!(checked_reason(" \n\t "), Err(FlagError::ReasonRequired)));
-        assert_eq!(checked_reason("  atomic function missing  ").expect("valid"), "atomic function missing");
-    }
-
-    #[test]
-    fn overlong_or_unprintable_reasons_are_refused() {
-        assert!(matches!(checked_reason(&"x".repeat(MAX_REASON_CHARS + 1)), Err(FlagError::ReasonTooLong)));
-        assert!(checked_reason(&"é".repeat(MAX_REASON_CHARS)).is_ok(), "the limit counts characters, not bytes");
-        assert!(matches!(checked_reason("nul\0byte"), Err(FlagError::ReasonNotPrintable)));
-    }
-
-    #[test]
-    fn page_sizes_default_to_fifty_and_are_clamped_to_five_hundred() {
-        assert_eq!(checked_page_size(0).expect("valid"), 50);
-        assert_eq!(checked_page_size(7).expect("valid"), 7);
-        assert_eq!(checked_page_size(10_000).expect("valid"), 500);
-        assert!(matches!(checked_page_size(-1), Err(FlagError::InvalidPageSize)));
-    }
-
-    #[test]
-    fn page_tokens_round_trip_and_foreign_ones_are_refused() {
-        assert_eq!(parse_page_token("").expect("first page"), None);
-        assert_eq!(parse_page_token(&page_token_after(42)).expect("issued"), Some(42));
-        for foreign in ["42", "before:", "before:x", "before:-1", "before:0", "after:42"] {
-            assert!(matches!(parse_page_token(foreign), Err(FlagError::InvalidPageToken)), "{foreign}");
-        }
     }
 }

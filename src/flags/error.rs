@@ -4,9 +4,6 @@
 
 use crate::db::error::DbError;
 
-/// Most characters a change reason may have.
-pub const MAX_REASON_CHARS: usize = 1000;
-
 #[derive(Debug, thiserror::Error)]
 pub enum FlagError {
     /// Only flags in the registry can be read or set.
@@ -20,20 +17,11 @@ pub enum FlagError {
     PinnedByEnvironment { key: &'static str, variable: &'static str, value: bool },
 
     /// Every flip must say why: the audit trail is read during incidents.
-    #[error("a reason is required to change a flag")]
-    ReasonRequired,
+    #[error(transparent)]
+    Reason(#[from] crate::reason::ReasonError),
 
-    #[error("the reason must have at most {MAX_REASON_CHARS} characters")]
-    ReasonTooLong,
-
-    #[error("the reason must be printable text")]
-    ReasonNotPrintable,
-
-    #[error("the page token is not one this server issued")]
-    InvalidPageToken,
-
-    #[error("the page size must not be negative")]
-    InvalidPageSize,
+    #[error("{field}: {0}", field = .0.field())]
+    Page(#[from] crate::page::PageError),
 
     /// A database fault, sorted by `db::error`; its kind decides the code.
     #[error("the flag store failed: {0}")]

@@ -33,8 +33,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-pub use changes::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-pub use error::{FlagError, MAX_REASON_CHARS};
+pub use error::FlagError;
 pub use listener::NOTIFY_CHANNEL;
 pub use registry::{FlagDefinition, KNOWN_FLAGS, definition};
 
@@ -131,6 +130,7 @@ struct Inner {
     reads: AtomicU64,
     /// The last read failed; reset by the next successful one (log once per outage).
     store_unreachable: AtomicBool,
+    page_keys: crate::page::PageKeys,
 }
 
 impl std::fmt::Debug for Flags {
@@ -152,6 +152,7 @@ impl Flags {
         let pins = env_pin.map(|value| (USE_LEGACY_BOOKING_SERVICE, value)).into_iter().collect();
         Flags {
             inner: Arc::new(Inner {
+                page_keys: crate::page::PageKeys::new(pool.clone()),
                 pool,
                 pins,
                 cache: cache::FlagCache::new(cache_ttl),

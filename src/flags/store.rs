@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 use tracing::Instrument;
 
+use crate::telemetry::db_span;
+
 /// One `feature_flags` row.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FlagRow {
@@ -31,10 +33,6 @@ pub struct WrittenFlag {
     pub previous: bool,
     pub row: FlagRow,
     pub change: FlagChangeRow,
-}
-
-fn db_span(operation: &'static str) -> tracing::Span {
-    tracing::info_span!("db.query", db.system = "postgresql", db.operation.name = operation)
 }
 
 pub async fn read_flag(pool: &PgPool, key: &str) -> Result<Option<FlagRow>, sqlx::Error> {

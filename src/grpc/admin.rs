@@ -7,10 +7,11 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     admin::{self, TourChange, functions::DeploymentCheck as DomainCheck},
+    booking::AtomicPathStatus,
     flags::Flags,
     grpc::{
         auth::{principal, require_operator_to_apply},
-        flags::{atomic_path, changes_response, flag_response, key_or_default},
+        flags::{changes_response, flag_response, key_or_default},
         status::ApiError,
     },
     proto::v1::{
@@ -27,11 +28,13 @@ use crate::{
 pub struct AdminApi {
     pool: PgPool,
     flags: Flags,
+    /// The booking service's atomic-path status, reported by GetFlag.
+    atomic_path: AtomicPathStatus,
 }
 
 impl AdminApi {
-    pub fn new(pool: PgPool, flags: Flags) -> Self {
-        AdminApi { pool, flags }
+    pub fn new(pool: PgPool, flags: Flags, atomic_path: AtomicPathStatus) -> Self {
+        AdminApi { pool, flags, atomic_path }
     }
 }
 
@@ -59,7 +62,7 @@ impl AdminService for AdminApi {
     async fn get_flag(&self, request: Request<GetFlagRequest>) -> Result<Response<GetFlagResponse>, Status> {
         let key = key_or_default(&request.get_ref().key);
         let state = self.flags.describe(key).await.map_err(ApiError::from)?;
-        Ok(Response::new(flag_response(state, atomic_path(&self.pool).await)))
+        Ok(Response::new(flag_response(state, &self.atomic_path.current())))
     }
 
     async fn set_flag(&self, request: Request<SetFlagRequest>) -> Result<Response<SetFlagResponse>, Status> {
@@ -68,7 +71,7 @@ impl AdminService for AdminApi {
         let changed =
             self.flags.set(key_or_default(key), *enabled, &changed_by, reason).await.map_err(ApiError::from)?;
         Ok(Response::new(SetFlagResponse {
-            flag: Some(flag_response(changed.flag, atomic_path(&self.pool).await)),
+            flag: Some(flag_response(changed.flag, &self.atomic_path.current())),
             previous: changed.previous,
         }))
     }
@@ -160,6 +163,8 @@ impl AdminService for AdminApi {
         let checks = admin::functions::deploy_functions(&self.pool, &actor, &request.into_inner().reason)
             .await
             .map_err(ApiError::from)?;
+        // the booking service and GetFlag see the change now, not a probe later
+        self.atomic_path.probe(&self.pool).await;
         Ok(Response::new(DeployFunctionsResponse { checks: checks.into_iter().map(deployment_check).collect() }))
     }
 
@@ -171,6 +176,8 @@ impl AdminService for AdminApi {
         let checks = admin::functions::rollback_functions(&self.pool, &actor, &request.into_inner().reason)
             .await
             .map_err(ApiError::from)?;
+        // the booking service and GetFlag see the change now, not a probe later
+        self.atomic_path.probe(&self.pool).await;
         Ok(Response::new(RollbackFunctionsResponse { checks: checks.into_iter().map(deployment_check).collect() }))
     }
 }

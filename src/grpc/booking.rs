@@ -1,7 +1,6 @@
 //! `booking.v1.BookingService` adapter: unpack, call [`Bookings`], convert.
 //! Domain → proto conversions live here and nowhere else.
 
-use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -10,7 +9,7 @@ use crate::{
         service::{JourneyQuery, TourQuery},
         types::{self, BookingStatus, CodePath, CreateBookingInput},
     },
-    grpc::{auth::principal, status::ApiError},
+    grpc::{auth::principal, convert::timestamp, status::ApiError},
     proto::v1::{
         self, CancelBookingRequest, CancelBookingResponse, ConfirmBookingRequest, ConfirmBookingResponse,
         CreateBookingRequest, CreateBookingResponse, GetBookingRequest, GetBookingResponse, ListToursRequest,
@@ -128,10 +127,6 @@ impl BookingService for BookingApi {
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
     }
-}
-
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
 }
 
 fn status_to_proto(status: BookingStatus) -> v1::BookingStatus {

@@ -1,13 +1,10 @@
 //! Conversions between `flags` domain values and the AdminService's flag
-//! messages, and the atomic-path status GetFlag reports beside the flag.
-
-use std::time::Duration;
-
-use sqlx::PgPool;
+//! messages, with the booking service's atomic-path status beside the flag.
 
 use crate::{
-    db::functions,
+    booking::AtomicPathState,
     flags::{self, ChangesPage, FlagChange, FlagState},
+    grpc::convert::{duration, timestamp},
     proto::v1::{self as pb, GetFlagResponse, ListFlagChangesResponse},
 };
 
@@ -16,36 +13,18 @@ pub fn key_or_default(key: &str) -> &str {
     if key.is_empty() { flags::USE_LEGACY_BOOKING_SERVICE } else { key }
 }
 
-/// Whether the atomic path's database objects are there, read live from the
-/// catalogs (bounded: GetFlag must answer while the database is down).
-pub async fn atomic_path(pool: &PgPool) -> (bool, String) {
-    const WITHIN: Duration = Duration::from_secs(1);
-    match tokio::time::timeout(WITHIN, functions::state(pool)).await {
-        Ok(Ok(state)) if state.complete() => (
-            true,
-            "create_booking_atomic, restore_tour_availability and restore_availability_trigger are deployed".into(),
+/// The flag, and what the booking service knows of the atomic path (its
+/// in-memory status, probed every second; unconfirmed while the catalogs
+/// cannot be read, and then reported as not available).
+pub fn flag_response(state: FlagState, atomic_path: &AtomicPathState) -> GetFlagResponse {
+    let atomic_path_available = atomic_path.confirmed_available();
+    let atomic_path_detail = match &atomic_path.unconfirmed {
+        None => atomic_path.detail.clone(),
+        Some(reason) => format!(
+            "unknown: {reason}; last known: {}",
+            if atomic_path.available { "available" } else { &atomic_path.detail }
         ),
-        Ok(Ok(state)) => {
-            let missing: Vec<&str> = [
-                (state.atomic_function, "create_booking_atomic"),
-                (state.restore_function, "restore_tour_availability"),
-                (state.trigger, "restore_availability_trigger"),
-            ]
-            .into_iter()
-            .filter_map(|(present, name)| (!present).then_some(name))
-            .collect();
-            (false, format!("missing: {}; bookings use the legacy path", missing.join(", ")))
-        }
-        Ok(Err(error)) => {
-            tracing::warn!(error = %error, "cannot read the database catalog for the atomic path status");
-            (false, "unknown: the database catalog cannot be read".into())
-        }
-        Err(_) => (false, format!("unknown: the database catalog did not answer within {WITHIN:?}")),
-    }
-}
-
-pub fn flag_response(state: FlagState, atomic_path: (bool, String)) -> GetFlagResponse {
-    let (atomic_path_available, atomic_path_detail) = atomic_path;
+    };
     let source = match state.value.source {
         flags::FlagSource::Environment => pb::FlagSource::Environment,
         flags::FlagSource::Database => pb::FlagSource::Database,
@@ -81,12 +60,4 @@ fn change(change: FlagChange) -> pb::FlagChange {
         reason: change.reason,
         changed_at: Some(timestamp(change.changed_at)),
     }
-}
-
-fn duration(age: Duration) -> prost_types::Duration {
-    prost_types::Duration::try_from(age).unwrap_or(prost_types::Duration { seconds: i64::MAX, nanos: 0 })
-}
-
-fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
 }

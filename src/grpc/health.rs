@@ -13,6 +13,11 @@ use crate::{db, proto};
 /// Health name of the atomic booking path (DB function + trigger present).
 pub const ATOMIC_PATH: &str = "booking.v1.BookingService/atomic";
 
+/// Liveness: SERVING for as long as the process serves, whatever the
+/// database does (a Kubernetes liveness probe on `""` would restart every pod
+/// during a database outage, and during a drain).
+pub const LIVENESS: &str = "grpc.health.v1.Health";
+
 /// Names that follow the database probe.
 pub const DATABASE_BACKED: &[&str] = &["", proto::BOOKING_SERVICE, proto::INTEGRITY_SERVICE, proto::ADMIN_SERVICE];
 

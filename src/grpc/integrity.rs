@@ -10,7 +10,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    grpc::status::ApiError,
+    grpc::{
+        convert::{duration, timestamp},
+        status::{ApiError, shutting_down},
+    },
     integrity::{CheckReport, CheckStatus, IntegrityRunner},
     proto::v1::{self, CheckResult, RunChecksRequest, WatchChecksRequest, integrity_service_server::IntegrityService},
 };
@@ -34,9 +37,8 @@ impl IntegrityApi {
     fn respond(&self, reports: impl Stream<Item = CheckReport> + Send + 'static) -> CheckStream {
         let stop = self.stop.clone();
         let results = reports.map(|report| Ok(check_result(report))).take_until(stop.clone().cancelled_owned());
-        let goodbye = stream::once(async move { stop.is_cancelled() }).filter_map(|stopped| async move {
-            stopped.then(|| Err(Status::unavailable("bookingd is shutting down; reconnect to continue")))
-        });
+        let goodbye = stream::once(async move { stop.is_cancelled() })
+            .filter_map(|stopped| async move { stopped.then(|| Err(shutting_down())) });
         Box::pin(results.chain(goodbye))
     }
 }
@@ -80,12 +82,9 @@ pub fn check_result(report: CheckReport) -> CheckResult {
         samples: report.samples.into_iter().map(json_object_to_struct).collect(),
         threshold: report.threshold.to_owned(),
         observed_value: report.observed,
-        duration: prost_types::Duration::try_from(report.duration).ok(),
+        duration: Some(duration(report.duration)),
         message: report.message,
-        finished_at: Some(prost_types::Timestamp {
-            seconds: report.finished_at.timestamp(),
-            nanos: report.finished_at.timestamp_subsec_nanos() as i32,
-        }),
+        finished_at: Some(timestamp(report.finished_at)),
         round: report.round,
     }
 }

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod booking;
+pub mod convert;
 pub mod flags;
 pub mod health;
 pub mod integrity;

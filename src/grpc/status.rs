@@ -8,8 +8,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::db::error::{DbError, DbErrorKind};
-use crate::flags::FlagError;
-use crate::{admin::AdminError, auth::AuthError, booking::BookingError};
+use crate::{admin::AdminError, auth::AuthError, booking::BookingError, flags::FlagError, reason::ReasonError};
 
 /// `ErrorInfo.domain` of every error bookingd sends.
 pub const ERROR_DOMAIN: &str = "bookingd.booking.v1";
@@ -121,6 +120,7 @@ impl From<BookingError> for ApiError {
                 }
                 api
             }
+            BookingError::InvalidReason(error) => error.into(),
             BookingError::TourNotFound => ApiError::new(Code::NotFound, reason, "no tour with this id"),
             BookingError::BookingNotFound => {
                 ApiError::new(Code::NotFound, reason, "no booking with this id or reference")
@@ -169,6 +169,15 @@ impl From<BookingError> for ApiError {
     }
 }
 
+/// Every service refuses a bad reason alike: INVALID_ARGUMENT, a reason
+/// code per rule, a field violation on `reason`.
+impl From<ReasonError> for ApiError {
+    fn from(error: ReasonError) -> ApiError {
+        let message = error.to_string();
+        ApiError::new(Code::InvalidArgument, error.code(), &message).with_violation("reason", message)
+    }
+}
+
 impl From<FlagError> for ApiError {
     fn from(error: FlagError) -> ApiError {
         let message = error.to_string();
@@ -182,11 +191,8 @@ impl From<FlagError> for ApiError {
                     .with_metadata("variable", variable)
                     .with_metadata("value", value)
             }
-            FlagError::ReasonRequired | FlagError::ReasonTooLong | FlagError::ReasonNotPrintable => {
-                ApiError::invalid_field("reason", message)
-            }
-            FlagError::InvalidPageToken => ApiError::invalid_field("page_token", message),
-            FlagError::InvalidPageSize => ApiError::invalid_field("page_size", message),
+            FlagError::Reason(error) => error.into(),
+            FlagError::Page(error) => ApiError::invalid_field(error.field(), error.to_string()),
             FlagError::Database(error) => error.into(),
         }
     }
@@ -196,9 +202,7 @@ impl From<AdminError> for ApiError {
     fn from(error: AdminError) -> ApiError {
         let message = error.to_string();
         match error {
-            AdminError::ReasonRequired | AdminError::ReasonTooLong { .. } => {
-                ApiError::new(Code::InvalidArgument, "REASON_REQUIRED", &message).with_violation("reason", message)
-            }
+            AdminError::Reason(error) => error.into(),
             AdminError::InvalidTourId { ref field, .. } => {
                 ApiError::new(Code::InvalidArgument, "INVALID_ARGUMENT", &message).with_violation(field, &message)
             }
@@ -302,9 +306,10 @@ impl From<DbError> for ApiError {
     }
 }
 
-/// Answer for an RPC whose behaviour has not been built yet: never a fake success.
-pub fn not_built(rpc: &str) -> Status {
-    ApiError::new(Code::Unimplemented, "NOT_IMPLEMENTED", format!("{rpc} is not implemented yet")).into()
+/// The end of a stream the server closes because it is stopping: retryable
+/// on another connection (or replica).
+pub fn shutting_down() -> Status {
+    ApiError::new(Code::Unavailable, "SHUTTING_DOWN", "bookingd is shutting down; reconnect to continue").into()
 }
 
 #[cfg(test)]
@@ -357,7 +362,7 @@ mod tests {
 
     #[test]
     fn a_missing_reason_is_a_field_violation() {
-        let status: Status = ApiError::from(FlagError::ReasonRequired).into();
+        let status: Status = ApiError::from(FlagError::Reason(ReasonError::Required)).into();
         assert_eq!(status.code(), Code::InvalidArgument);
         let details = status.get_error_details();
         assert_eq!(details.bad_request().expect("bad request").field_violations[0].field, "reason");

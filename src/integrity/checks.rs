@@ -118,6 +118,15 @@ pub static CHECKS: &[Check] = &[
         judge: judge_negative_spots,
     },
     Check {
+        name: "expired_holds",
+        description: "no pending booking whose hold lapsed more than 2 minutes ago still holds its seats \
+                      (the hold sweeper releases them every few seconds)",
+        threshold: "0 lapsed holds older than 2 minutes",
+        sql: include_str!("sql/expired_holds.sql"),
+        requires: None,
+        judge: judge_expired_holds,
+    },
+    Check {
         name: "creation_failure_rate",
         description: "booking creation failures (audit_logs action creation_failed) in the last hour",
         threshold: "WARN above 0, FAIL above 5 per hour",
@@ -269,6 +278,18 @@ fn judge_negative_spots(o: &Observation, _: &JudgeContext) -> Verdict {
         n => {
             Verdict::fail(format!("{n} tour(s) with negative available_spots (lowest: {})", o.observed.unwrap_or(0.0)))
         }
+    }
+}
+
+fn judge_expired_holds(o: &Observation, _: &JudgeContext) -> Verdict {
+    match o.violation_count {
+        0 => Verdict::pass("every lapsed hold has been released"),
+        n => Verdict::fail(format!(
+            "{n} pending booking(s) whose hold lapsed still hold {} seat(s) (oldest lapsed {} s ago): is the hold \
+             sweeper running?",
+            fact_i64(o, "held_seats"),
+            o.observed.unwrap_or(0.0)
+        )),
     }
 }
 

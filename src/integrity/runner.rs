@@ -29,6 +29,7 @@ use super::{
     error::IntegrityError,
 };
 use crate::db::error::{DbErrorKind, classify, sqlstate};
+use crate::telemetry::db_span;
 
 /// Default and cap of sample rows per check.
 pub const DEFAULT_SAMPLES: i64 = 10;
@@ -274,7 +275,7 @@ impl IntegrityRunner {
             let row: CheckRow = sqlx::query_as(check.sql)
                 .bind(limit)
                 .fetch_one(session.connection())
-                .instrument(tracing::info_span!("db.query", db.system = "postgresql", db.operation.name = check.name))
+                .instrument(db_span(check.name))
                 .await?;
             Ok::<_, sqlx::Error>(Outcome::Observed(Observation {
                 violation_count: row.violation_count,
@@ -432,7 +433,7 @@ async fn cancel_backend(pool: PgPool, pid: i32, tag: String) {
     .bind(pid)
     .bind(&tag)
     .fetch_optional(&pool)
-    .instrument(tracing::info_span!("db.query", db.system = "postgresql", db.operation.name = "pg_cancel_backend"))
+    .instrument(db_span("pg_cancel_backend"))
     .await;
     match cancelled {
         Ok(Some(true)) => tracing::info!(backend_pid = pid, session = %tag, "cancelled an abandoned check query"),

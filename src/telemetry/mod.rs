@@ -122,11 +122,6 @@ pub struct TelemetryGuard {
 }
 
 impl TelemetryGuard {
-    /// True when spans are exported.
-    pub fn exports_traces(&self) -> bool {
-        self.tracer_provider.is_some()
-    }
-
     /// Exports everything buffered now (blocks until the exporters answer).
     pub fn force_flush(&self) {
         if let Some(provider) = &self.tracer_provider {
@@ -151,6 +146,13 @@ impl Drop for TelemetryGuard {
             eprintln!("bookingd: flushing metrics at shutdown failed: {error}");
         }
     }
+}
+
+/// Span of one database call, by the OpenTelemetry database convention
+/// (`db.query`, the operation's name, never parameter values). Every domain
+/// wraps its queries in it.
+pub fn db_span(operation: &'static str) -> tracing::Span {
+    tracing::info_span!("db.query", db.system = "postgresql", db.operation.name = operation)
 }
 
 /// The server's setup: logs in `log_format` to stdout, export as the

@@ -19,116 +19,13 @@ use tonic::Code;
 use tonic_types::StatusExt;
 use uuid::Uuid;
 
-use crate::helpers::{BearerToken, TestApp, assert_healthy, spawn_app, wait_until};
-
-// ---------------------------------------------------------------- fixtures
-
-/// An operator with a 10% commission.
-pub async fn insert_operator(pool: &PgPool) -> Uuid {
-    sqlx::query_scalar("insert into operators (company_name, commission_rate) values ('Test Tours', 10) returning id")
-        .fetch_one(pool)
-        .await
-        .expect("insert operator")
-}
-
-/// A dated tour with every seat free.
-pub async fn insert_tour(pool: &PgPool, operator_id: Uuid, capacity: i32, status: &str) -> Uuid {
-    sqlx::query_scalar(
-        "insert into tours (operator_id, tour_name, tour_date, time_slot, max_capacity, available_spots,
-                            adult_price_cents, child_price_cents, commission_rate, status)
-         values ($1, 'Harbour Tour', current_date + 7, '10:00', $2, $2, 2550, 1275, 12.5, $3)
-         returning id",
-    )
-    .bind(operator_id)
-    .bind(capacity)
-    .bind(status)
-    .fetch_one(pool)
-    .await
-    .expect("insert tour")
-}
-
-/// Books `seats` adults the way the legacy path does: one transaction that
-/// locks the tour row, checks the seats, inserts the booking and decrements.
-/// `None` when the tour has too few seats left.
-pub async fn book_like_legacy(pool: &PgPool, tour_id: Uuid, seats: i32) -> Option<Uuid> {
-    let mut tx = pool.begin().await.expect("begin");
-    let available: i32 = sqlx::query_scalar("select available_spots from tours where id = $1 for update")
-        .bind(tour_id)
-        .fetch_one(&mut *tx)
-        .await
-        .expect("lock tour");
-    if available < seats {
-        return None;
-    }
-    let id = insert_booking(&mut tx, tour_id, seats, "confirmed").await;
-    sqlx::query("update tours set available_spots = available_spots - $2, updated_at = now() where id = $1")
-        .bind(tour_id)
-        .bind(seats)
-        .execute(&mut *tx)
-        .await
-        .expect("decrement");
-    tx.commit().await.expect("commit");
-    Some(id)
-}
-
-/// A booking row priced from its tour, without touching availability (the
-/// caller decides whether seats are taken).
-pub async fn insert_booking(conn: &mut sqlx::PgConnection, tour_id: Uuid, seats: i32, status: &str) -> Uuid {
-    let key = Uuid::new_v4().simple().to_string();
-    sqlx::query_scalar(
-        "insert into bookings (booking_reference, request_id, request_fingerprint, tour_id, schedule_id, operator_id,
-                               customer_name, customer_email, num_adults, num_children, subtotal,
-                               commission_amount, total_amount, applied_commission_rate, currency_code,
-                               booking_status, code_path, hold_expires_at, confirmed_at)
-         select 'BK-' || upper(substr($2, 1, 12)), $2, 'test', t.id, t.origin_schedule_id, t.operator_id,
-                'Test Guest', 'guest@example.com', $3, 0, $3 * t.adult_price_cents,
-                round($3 * t.adult_price_cents * t.commission_rate / 100)::bigint, $3 * t.adult_price_cents,
-                t.commission_rate, t.currency_code, $4, 'legacy',
-                case when $4 = 'pending' then now() + interval '30 minutes' end,
-                case when $4 = 'confirmed' then now() end
-         from tours t where t.id = $1
-         returning id",
-    )
-    .bind(tour_id)
-    .bind(key)
-    .bind(seats)
-    .bind(status)
-    .fetch_one(conn)
-    .await
-    .expect("insert booking")
-}
-
-async fn available_spots(pool: &PgPool, tour_id: Uuid) -> i32 {
-    sqlx::query_scalar("select available_spots from tours where id = $1")
-        .bind(tour_id)
-        .fetch_one(pool)
-        .await
-        .expect("available spots")
-}
-
-async fn status_of(pool: &PgPool, tour_id: Uuid) -> String {
-    sqlx::query_scalar("select status from tours where id = $1").bind(tour_id).fetch_one(pool).await.expect("status")
-}
-
-/// The newest audit row of an action: (actor, details).
-async fn last_audit(pool: &PgPool, action: &str) -> (String, Value) {
-    sqlx::query_as::<_, (String, sqlx::types::Json<Value>)>(
-        "select actor, details from audit_logs where action = $1 order by id desc limit 1",
-    )
-    .bind(action)
-    .fetch_one(pool)
-    .await
-    .map(|(actor, details)| (actor, details.0))
-    .unwrap_or_else(|e| panic!("no audit row for {action}: {e}"))
-}
-
-fn reason_of(status: &tonic::Status) -> String {
-    status.get_error_details().error_info().map(|info| info.reason.clone()).unwrap_or_default()
-}
-
-fn ids(values: &[Uuid]) -> Vec<String> {
-    values.iter().map(Uuid::to_string).collect()
-}
+use crate::{
+    fixtures::{
+        available_spots, book_like_legacy, id_strings, insert_booking, insert_operator, insert_tour, last_audit,
+        reason, status_of,
+    },
+    helpers::{BearerToken, TestApp, assert_healthy, spawn_app, wait_until},
+};
 
 // ---------------------------------------------------------------- auth
 
@@ -288,12 +185,12 @@ async fn repair_refuses_bad_requests_with_stable_reasons() {
         .await
         .expect_err("unknown tour");
 
-    assert_eq!((no_reason.code(), reason_of(&no_reason).as_str()), (Code::InvalidArgument, "REASON_REQUIRED"));
+    assert_eq!((no_reason.code(), reason(&no_reason).as_str()), (Code::InvalidArgument, "REASON_REQUIRED"));
     let violations = no_reason.get_error_details().bad_request().expect("field violations").field_violations.clone();
     assert_eq!(violations[0].field, "reason");
     assert_eq!(bad_id.code(), Code::InvalidArgument);
     assert_eq!(bad_id.get_error_details().bad_request().expect("violations").field_violations[0].field, "tour_ids[0]");
-    assert_eq!((unknown.code(), reason_of(&unknown).as_str()), (Code::NotFound, "TOUR_NOT_FOUND"));
+    assert_eq!((unknown.code(), reason(&unknown).as_str()), (Code::NotFound, "TOUR_NOT_FOUND"));
 }
 
 #[tokio::test]
@@ -597,7 +494,7 @@ async fn resume_reactivates_exactly_the_tours_the_pause_took() {
         .into_inner();
     let mut paused = pause.paused_tour_ids.clone();
     paused.sort();
-    let mut expected = ids(&[active_a, active_b]);
+    let mut expected = id_strings(&[active_a, active_b]);
     expected.sort();
     assert_eq!(paused, expected, "only active tours are paused");
     for tour in [active_a, active_b, in_maintenance] {
@@ -641,7 +538,7 @@ async fn resume_by_pause_id_and_tour_leaves_the_rest_paused_and_respects_hand_ch
     let other = insert_tour(&app.pool, operator, 10, "active").await;
     let mut admin = app.admin();
     let pause = admin
-        .pause_bookings(PauseBookingsRequest { tour_ids: ids(&[a, b, c]), reason: "inspection".into() })
+        .pause_bookings(PauseBookingsRequest { tour_ids: id_strings(&[a, b, c]), reason: "inspection".into() })
         .await
         .expect("pause")
         .into_inner();
@@ -652,13 +549,13 @@ async fn resume_by_pause_id_and_tour_leaves_the_rest_paused_and_respects_hand_ch
     let only_a = admin
         .resume_bookings(ResumeBookingsRequest {
             pause_id: pause.pause_id.clone(),
-            tour_ids: ids(&[a]),
+            tour_ids: id_strings(&[a]),
             reason: "a passed".into(),
         })
         .await
         .expect("resume a")
         .into_inner();
-    assert_eq!(only_a.resumed_tour_ids, ids(&[a]));
+    assert_eq!(only_a.resumed_tour_ids, id_strings(&[a]));
     assert_eq!(status_of(&app.pool, b).await, "maintenance", "b is still paused");
 
     let rest = admin
@@ -670,8 +567,8 @@ async fn resume_by_pause_id_and_tour_leaves_the_rest_paused_and_respects_hand_ch
         .await
         .expect("resume the rest")
         .into_inner();
-    assert_eq!(rest.resumed_tour_ids, ids(&[b]));
-    assert_eq!(rest.left_alone_tour_ids, ids(&[c]));
+    assert_eq!(rest.resumed_tour_ids, id_strings(&[b]));
+    assert_eq!(rest.left_alone_tour_ids, id_strings(&[c]));
     assert_eq!(status_of(&app.pool, c).await, "inactive", "a hand change survives the resume");
 
     let again = admin
@@ -682,7 +579,7 @@ async fn resume_by_pause_id_and_tour_leaves_the_rest_paused_and_respects_hand_ch
         })
         .await
         .expect_err("already resumed");
-    assert_eq!((again.code(), reason_of(&again).as_str()), (Code::FailedPrecondition, "PAUSE_ALREADY_RESUMED"));
+    assert_eq!((again.code(), reason(&again).as_str()), (Code::FailedPrecondition, "PAUSE_ALREADY_RESUMED"));
     let unknown = admin
         .resume_bookings(ResumeBookingsRequest {
             pause_id: Uuid::new_v4().to_string(),
@@ -691,7 +588,7 @@ async fn resume_by_pause_id_and_tour_leaves_the_rest_paused_and_respects_hand_ch
         })
         .await
         .expect_err("unknown pause");
-    assert_eq!((unknown.code(), reason_of(&unknown).as_str()), (Code::NotFound, "PAUSE_NOT_FOUND"));
+    assert_eq!((unknown.code(), reason(&unknown).as_str()), (Code::NotFound, "PAUSE_NOT_FOUND"));
     let no_reason = admin
         .resume_bookings(ResumeBookingsRequest { pause_id: String::new(), tour_ids: vec![], reason: String::new() })
         .await
@@ -711,7 +608,7 @@ async fn pausing_when_nothing_is_active_is_refused() {
         .await
         .expect_err("nothing to pause");
 
-    assert_eq!((refused.code(), reason_of(&refused).as_str()), (Code::FailedPrecondition, "NOTHING_TO_PAUSE"));
+    assert_eq!((refused.code(), reason(&refused).as_str()), (Code::FailedPrecondition, "NOTHING_TO_PAUSE"));
 }
 
 // ---------------------------------------------------------------- functions

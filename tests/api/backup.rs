@@ -19,7 +19,7 @@ use sqlx::{Connection, Executor, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::{
-    admin::{book_like_legacy, insert_operator, insert_tour},
+    fixtures::{book_like_legacy, insert_operator, insert_tour},
     helpers::{TEST_OPERATOR, assert_healthy, spawn_app, test_server_url, wait_until},
 };
 

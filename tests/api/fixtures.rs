@@ -1,9 +1,8 @@
-//! Shared arrangements for booking tests: operators and tours made with
-//! direct SQL, request builders, counters for "nothing written", and the
-//! storm (many concurrent CreateBooking calls from many connections, with
-//! optional interludes run mid-storm).
-
-#![allow(dead_code)] // each test module uses its own subset
+//! Arrangements shared by the test modules: operators, tours and bookings
+//! made with direct SQL, request builders, counters for "nothing written",
+//! error-detail readers, the audit trail, and the storm (many concurrent
+//! CreateBooking calls from many connections, with optional interludes run
+//! mid-storm).
 
 use std::{
     future::Future,
@@ -63,7 +62,6 @@ impl Default for TourSpec {
 #[derive(Debug, Clone, Copy)]
 pub struct TourIds {
     pub tour_id: Uuid,
-    pub operator_id: Uuid,
     pub template_id: Option<Uuid>,
     pub schedule_id: Option<Uuid>,
 }
@@ -137,7 +135,125 @@ pub async fn create_tour_for(pool: &PgPool, operator_id: Uuid, spec: TourSpec) -
         .fetch_one(pool)
         .await
         .expect("insert tour");
-    TourIds { tour_id, operator_id, template_id, schedule_id }
+    TourIds { tour_id, template_id, schedule_id }
+}
+
+/// An operator with a 10% commission, for tests that need one tour or few.
+pub async fn insert_operator(pool: &PgPool) -> Uuid {
+    create_operator(pool, "Test Tours").await
+}
+
+/// A dated tour with every seat free (2550/1275 cents, 12.5% commission).
+pub async fn insert_tour(pool: &PgPool, operator_id: Uuid, capacity: i32, status: &'static str) -> Uuid {
+    let spec = TourSpec { capacity, status, adult_price_cents: 2550, child_price_cents: 1275, ..TourSpec::default() };
+    create_tour_for(pool, operator_id, spec).await.tour_id
+}
+
+/// A booking row written with SQL (not through the API), priced from its
+/// tour with the atomic path's rounding, without touching availability (the
+/// caller decides whether seats are taken).
+pub async fn insert_booking_row(
+    conn: &mut sqlx::PgConnection,
+    tour_id: Uuid,
+    status: &str,
+    adults: i32,
+    children: i32,
+) -> Uuid {
+    let key = Uuid::new_v4().simple().to_string();
+    sqlx::query_scalar(
+        "insert into bookings (booking_reference, request_id, request_fingerprint, tour_id, schedule_id,
+                               operator_id, customer_name, customer_email, num_adults, num_children,
+                               subtotal, commission_amount, total_amount, applied_commission_rate,
+                               currency_code, booking_status, code_path, hold_expires_at, confirmed_at)
+         select 'BK-' || upper(substr($2, 1, 12)), $2, 'test', t.id, t.origin_schedule_id, t.operator_id,
+                'Test Guest', 'guest@example.com', $3, $4,
+                p.subtotal, round(p.subtotal * t.commission_rate / 100)::bigint, p.subtotal, t.commission_rate,
+                t.currency_code, $5, 'legacy',
+                case when $5 = 'pending' then now() + interval '30 minutes' end,
+                case when $5 = 'confirmed' then now() end
+         from tours t
+         cross join lateral (select $3 * t.adult_price_cents + $4 * t.child_price_cents as subtotal) p
+         where t.id = $1
+         returning id",
+    )
+    .bind(tour_id)
+    .bind(key)
+    .bind(adults)
+    .bind(children)
+    .bind(status)
+    .fetch_one(conn)
+    .await
+    .expect("insert booking")
+}
+
+/// [`insert_booking_row`] for `seats` adults.
+pub async fn insert_booking(conn: &mut sqlx::PgConnection, tour_id: Uuid, seats: i32, status: &str) -> Uuid {
+    insert_booking_row(conn, tour_id, status, seats, 0).await
+}
+
+/// A live booking written with SQL, its seats taken from the tour in the
+/// same transaction (no lock, no check: the caller arranges a consistent
+/// state, or an inconsistent one on purpose).
+pub async fn insert_booking_taking_seats(
+    pool: &PgPool,
+    tour_id: Uuid,
+    status: &str,
+    adults: i32,
+    children: i32,
+) -> Uuid {
+    let mut tx = pool.begin().await.expect("begin");
+    let id = insert_booking_row(&mut tx, tour_id, status, adults, children).await;
+    take_seats(&mut tx, tour_id, adults + children).await;
+    tx.commit().await.expect("commit");
+    id
+}
+
+/// Books `seats` adults the way the legacy path does: one transaction that
+/// locks the tour row, checks the seats, inserts the booking and decrements.
+/// `None` when the tour has too few seats left.
+pub async fn book_like_legacy(pool: &PgPool, tour_id: Uuid, seats: i32) -> Option<Uuid> {
+    let mut tx = pool.begin().await.expect("begin");
+    let available: i32 = sqlx::query_scalar("select available_spots from tours where id = $1 for update")
+        .bind(tour_id)
+        .fetch_one(&mut *tx)
+        .await
+        .expect("lock tour");
+    if available < seats {
+        return None;
+    }
+    let id = insert_booking(&mut tx, tour_id, seats, "confirmed").await;
+    take_seats(&mut tx, tour_id, seats).await;
+    tx.commit().await.expect("commit");
+    Some(id)
+}
+
+async fn take_seats(conn: &mut sqlx::PgConnection, tour_id: Uuid, seats: i32) {
+    sqlx::query("update tours set available_spots = available_spots - $2, updated_at = now() where id = $1")
+        .bind(tour_id)
+        .bind(seats)
+        .execute(conn)
+        .await
+        .expect("take seats");
+}
+
+pub async fn status_of(pool: &PgPool, tour_id: Uuid) -> String {
+    sqlx::query_scalar("select status from tours where id = $1").bind(tour_id).fetch_one(pool).await.expect("status")
+}
+
+/// The newest audit row of an action: (actor, details).
+pub async fn last_audit(pool: &PgPool, action: &str) -> (String, serde_json::Value) {
+    sqlx::query_as::<_, (String, sqlx::types::Json<serde_json::Value>)>(
+        "select actor, details from audit_logs where action = $1 order by id desc limit 1",
+    )
+    .bind(action)
+    .fetch_one(pool)
+    .await
+    .map(|(actor, details)| (actor, details.0))
+    .unwrap_or_else(|e| panic!("no audit row for {action}: {e}"))
+}
+
+pub fn id_strings(values: &[Uuid]) -> Vec<String> {
+    values.iter().map(Uuid::to_string).collect()
 }
 
 /// A valid one-adult request with a fresh idempotency key.

@@ -13,8 +13,11 @@ use sqlx::PgPool;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::helpers::{
-    TEST_ADMIN_TOKEN, TestApp, create_test_database, spawn_app_on, spawn_app_with, start_test_server, wait_until,
+use crate::{
+    fixtures::reason,
+    helpers::{
+        TEST_ADMIN_TOKEN, TestApp, create_test_database, spawn_app_on, spawn_app_with, start_test_server, wait_until,
+    },
 };
 
 /// A long TTL: within a test, only a SetFlag or a notification can change
@@ -29,10 +32,6 @@ async fn set_flag(app: &TestApp, enabled: bool, reason: &str) -> Result<bool, to
     let request = SetFlagRequest { key: USE_LEGACY_BOOKING_SERVICE.to_owned(), enabled, reason: reason.to_owned() };
     let response = app.admin().set_flag(request).await?.into_inner();
     Ok(response.previous)
-}
-
-fn reason_of(status: &tonic::Status) -> String {
-    status.get_error_details().error_info().map(|info| info.reason.clone()).unwrap_or_default()
 }
 
 async fn change_count(pool: &PgPool) -> i64 {
@@ -232,7 +231,7 @@ async fn an_environment_pin_wins_over_the_database_and_set_flag_names_the_variab
     assert!(flag.enabled);
     assert_eq!(flag.source(), FlagSource::Environment);
     assert_eq!(refused.code(), Code::FailedPrecondition);
-    assert_eq!(reason_of(&refused), "FLAG_PINNED_BY_ENVIRONMENT");
+    assert_eq!(reason(&refused), "FLAG_PINNED_BY_ENVIRONMENT");
     assert!(refused.message().contains("USE_LEGACY_BOOKING_SERVICE"), "{}", refused.message());
     assert_eq!(change_count(&app.pool).await, 0, "a refused flip records nothing");
     app.stop().await;
@@ -279,7 +278,7 @@ async fn unknown_flags_are_not_found_and_cannot_be_created() {
     // Assert
     for status in [get, set, list] {
         assert_eq!(status.code(), Code::NotFound);
-        assert_eq!(reason_of(&status), "FLAG_NOT_FOUND");
+        assert_eq!(reason(&status), "FLAG_NOT_FOUND");
     }
     let rows: i64 = sqlx::query_scalar("select count(*) from feature_flags").fetch_one(&app.pool).await.expect("count");
     assert_eq!(rows, 0);
@@ -405,8 +404,12 @@ async fn get_flag_serves_the_last_known_value_while_the_database_is_down() {
     let evaluated = app.flags.use_legacy_booking_service().await;
     assert!(evaluated.enabled);
     assert_eq!(evaluated.source, DomainSource::LastKnown);
-    let during = get_flag(&app).await.expect("get flag during the outage");
-    assert!(!during.atomic_path_available, "unknown while the catalog cannot be read");
+    wait_until("GetFlag reports the atomic path unconfirmed", Duration::from_secs(20), || async {
+        get_flag(&app)
+            .await
+            .is_ok_and(|flag| !flag.atomic_path_available && flag.atomic_path_detail.starts_with("unknown"))
+    })
+    .await;
 
     server.restart().expect("restart postgres");
     wait_until("GetFlag answers from the database again", Duration::from_secs(30), || async {
@@ -482,15 +485,27 @@ async fn a_flip_made_while_the_listener_reconnects_is_not_lost() {
 
     // Act: cut the listener's connection, then flip while it is (most
     // likely) still reconnecting, so that its notification goes nowhere
-    sqlx::query(
-        "select pg_terminate_backend(pid) from pg_stat_activity
+    let old: Vec<i32> = sqlx::query_scalar(
+        "select pid from pg_stat_activity
          where datname = current_database() and application_name = 'bookingd-flag-listener'",
     )
-    .execute(&app.pool)
+    .fetch_all(&app.pool)
     .await
-    .expect("terminate the listener");
+    .expect("the listener's backend");
+    sqlx::query("select pg_terminate_backend(pid) from unnest($1::int[]) as pid")
+        .bind(&old)
+        .execute(&app.pool)
+        .await
+        .expect("terminate the listener");
+    // the old backend's pid, not a count: on a loaded machine the new
+    // session can connect before the old one has exited
     wait_until("the old listener session is gone", Duration::from_secs(20), || async {
-        listeners_on(&app.pool).await == 0
+        let left: i64 = sqlx::query_scalar("select count(*) from pg_stat_activity where pid = any($1)")
+            .bind(&old)
+            .fetch_one(&app.pool)
+            .await
+            .expect("old backend");
+        left == 0
     })
     .await;
     sqlx::query("insert into feature_flags (key, enabled, updated_by) values ($1, true, 'psql')")

@@ -1,7 +1,8 @@
-//! Test harness: one throwaway PostgreSQL per test run (or TEST_DATABASE_URL),
-//! a fresh database per test, and the real server on an ephemeral port.
-
-#![allow(dead_code)] // shared by test modules that land one issue at a time
+//! Test harness: one throwaway PostgreSQL per test run (or
+//! TEST_DATABASE_URL), a fresh database per test, and the real server on an
+//! ephemeral port, with clients that carry each role's token. A server that
+//! fails or panics fails its test ([`TestApp::stop`], and on drop). Shared
+//! arrangements (tours, bookings, request builders) are in `fixtures.rs`.
 
 use std::{
     path::PathBuf,
@@ -17,7 +18,7 @@ use bookingd::{
         admin_service_client::AdminServiceClient, booking_service_client::BookingServiceClient,
         integrity_service_client::IntegrityServiceClient,
     },
-    startup::Application,
+    startup::{Application, StartupError},
 };
 use rust_decimal::Decimal;
 use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
@@ -140,7 +141,20 @@ pub struct TestApp {
     /// The server's own flag resolver (the instance its services use).
     pub flags: bookingd::flags::Flags,
     shutdown: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<()>>,
+    server: Option<ServerTask>,
+}
+
+/// The server's task: what `run_until_stopped` returned, or its panic.
+type ServerTask = tokio::task::JoinHandle<Result<(), StartupError>>;
+
+/// Fails the test (panics) if the server errored or panicked.
+fn check_server_outcome(outcome: Result<Result<(), StartupError>, tokio::task::JoinError>) {
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => panic!("the server failed during the test: {error}"),
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        Err(join) => panic!("the server task ended abnormally: {join}"),
+    }
 }
 
 impl TestApp {
@@ -178,13 +192,32 @@ impl TestApp {
         HealthClient::new(self.channel.clone())
     }
 
-    /// Stops the server and waits until it has drained.
+    /// Stops the server and waits until it has drained; fails the test if
+    /// the server errored or panicked at any point.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
         if let Some(server) = self.server.take() {
-            let _ = server.await;
+            check_server_outcome(server.await);
+        }
+    }
+}
+
+/// A test that ends without [`TestApp::stop`] still fails if the server has
+/// already errored or panicked (a server still running is told to stop; the
+/// runtime ends it with the test).
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let Some(server) = self.server.take() else { return };
+        if std::thread::panicking() || !server.is_finished() {
+            return;
+        }
+        if let Some(outcome) = futures::FutureExt::now_or_never(server) {
+            check_server_outcome(outcome);
         }
     }
 }
@@ -210,13 +243,9 @@ pub async fn spawn_app_on(database_url: &str, configure: impl FnOnce(&mut Settin
     let addr = format!("http://{}", app.local_addr());
     let flags = app.flags().clone();
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        app.run_until_stopped(async move {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("server ran");
-    });
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
     let channel = Endpoint::from_shared(addr.clone()).expect("endpoint").connect_lazy();
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(5).connect(database_url).await.expect("test pool");
     TestApp {
@@ -282,4 +311,21 @@ pub async fn assert_healthy(pool: &PgPool) {
         let rate: Decimal = row.get("capture_rate_percent");
         assert_eq!(rate, Decimal::new(10000, 2), "schedule_id capture rate must be 100%");
     }
+}
+
+#[tokio::test]
+async fn a_server_that_failed_or_panicked_fails_the_test_that_ran_it() {
+    // Arrange: server tasks that ended each way
+    let failed: ServerTask = tokio::spawn(async { Err(StartupError::NoDatabase) });
+    let panicked: ServerTask = tokio::spawn(async { panic!("the server blew up") });
+    let fine: ServerTask = tokio::spawn(async { Ok(()) });
+
+    // Act
+    let outcomes = [failed.await, panicked.await, fine.await]
+        .map(|outcome| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_server_outcome(outcome))));
+
+    // Assert
+    assert!(outcomes[0].is_err(), "an error from run_until_stopped fails the test");
+    assert!(outcomes[1].is_err(), "a panic in the server fails the test");
+    assert!(outcomes[2].is_ok(), "a clean stop passes");
 }

@@ -18,7 +18,10 @@ use tonic::Code;
 use tonic_types::StatusExt;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_healthy, spawn_app, spawn_app_with, wait_until};
+use crate::{
+    fixtures::insert_booking_taking_seats,
+    helpers::{TestApp, assert_healthy, spawn_app, spawn_app_with, wait_until},
+};
 
 /// A small marketplace in a healthy state: one operator, a template with a
 /// schedule and one dated instance, one stand-alone tour, and bookings in
@@ -81,10 +84,10 @@ async fn healthy_catalog(pool: &PgPool) -> Catalog {
     .await
     .expect("stand-alone tour");
 
-    let instance_confirmed = insert_booking(pool, instance_id, "confirmed", 2, 1).await;
-    let instance_pending = insert_booking(pool, instance_id, "pending", 1, 0).await;
-    let to_cancel = insert_booking(pool, instance_id, "pending", 2, 0).await;
-    let standalone_confirmed = insert_booking(pool, standalone_id, "confirmed", 3, 0).await;
+    let instance_confirmed = insert_booking_taking_seats(pool, instance_id, "confirmed", 2, 1).await;
+    let instance_pending = insert_booking_taking_seats(pool, instance_id, "pending", 1, 0).await;
+    let to_cancel = insert_booking_taking_seats(pool, instance_id, "pending", 2, 0).await;
+    let standalone_confirmed = insert_booking_taking_seats(pool, standalone_id, "confirmed", 3, 0).await;
     sqlx::query("update bookings set booking_status = 'cancelled', cancelled_at = now() where id = $1")
         .bind(to_cancel)
         .execute(pool)
@@ -92,45 +95,6 @@ async fn healthy_catalog(pool: &PgPool) -> Catalog {
         .expect("cancel through the trigger");
 
     Catalog { template_id, instance_id, standalone_id, instance_confirmed, instance_pending, standalone_confirmed }
-}
-
-/// A live booking priced from its tour (commission rounded like the atomic
-/// path), its seats taken from the tour in the same transaction.
-async fn insert_booking(pool: &PgPool, tour_id: Uuid, status: &str, adults: i32, children: i32) -> Uuid {
-    let mut tx = pool.begin().await.expect("begin");
-    let reference = format!("BK-{}", &Uuid::new_v4().simple().to_string()[..10]).to_uppercase();
-    let id: Uuid = sqlx::query_scalar(
-        "insert into bookings (booking_reference, request_id, request_fingerprint, tour_id, schedule_id,
-                               operator_id, customer_name, customer_email, num_adults, num_children,
-                               subtotal, commission_amount, total_amount, applied_commission_rate,
-                               currency_code, booking_status, code_path, hold_expires_at, confirmed_at)
-         select $2, $3, 'test', t.id, t.origin_schedule_id, t.operator_id, 'Test Guest', 'guest@example.com', $4, $5,
-                p.subtotal, round(p.subtotal * t.commission_rate / 100)::bigint, p.subtotal, t.commission_rate,
-                t.currency_code, $6, 'legacy',
-                case when $6 = 'pending' then now() + interval '30 minutes' end,
-                case when $6 = 'confirmed' then now() end
-         from tours t
-         cross join lateral (select $4 * t.adult_price_cents + $5 * t.child_price_cents as subtotal) p
-         where t.id = $1
-         returning id",
-    )
-    .bind(tour_id)
-    .bind(&reference)
-    .bind(format!("test-{}", Uuid::new_v4()))
-    .bind(adults)
-    .bind(children)
-    .bind(status)
-    .fetch_one(&mut *tx)
-    .await
-    .expect("insert booking");
-    sqlx::query("update tours set available_spots = available_spots - $2 where id = $1")
-        .bind(tour_id)
-        .bind(adults + children)
-        .execute(&mut *tx)
-        .await
-        .expect("take seats");
-    tx.commit().await.expect("commit");
-    id
 }
 
 async fn run_checks(app: &TestApp, checks: &[&str]) -> Vec<CheckResult> {
@@ -840,4 +804,50 @@ async fn bookingctl_check_prints_one_json_line_per_check_and_exits_non_zero_on_a
         .await
         .expect("repair");
     assert_healthy(&app.pool).await;
+}
+
+#[tokio::test]
+async fn expired_holds_fails_while_a_lapsed_hold_keeps_its_seats_and_passes_once_a_sweeper_releases_it() {
+    // Arrange: a server whose sweeper does not come round during the test
+    let app = spawn_app_with(|settings| settings.hold_sweep_interval = Duration::from_secs(3600)).await;
+    let catalog = healthy_catalog(&app.pool).await;
+    assert_status(&run_check(&app, "expired_holds").await, CheckStatus::Pass);
+    let lapse = |booking: Uuid, ago: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query("update bookings set hold_expires_at = now() - $2::interval where id = $1")
+                .bind(booking)
+                .bind(ago)
+                .execute(&pool)
+                .await
+                .expect("lapse the hold");
+        }
+    };
+
+    // Act + Assert: lapsed 30 s ago is within the sweeper's grace
+    lapse(catalog.instance_pending, "30 seconds").await;
+    assert_status(&run_check(&app, "expired_holds").await, CheckStatus::Pass);
+    // lapsed 10 minutes ago and still holding its seats
+    lapse(catalog.instance_pending, "10 minutes").await;
+    let stuck = run_check(&app, "expired_holds").await;
+    assert_status(&stuck, CheckStatus::Fail);
+    assert_eq!(stuck.violation_count, 1);
+    assert!(stuck.observed_value.expect("oldest lapse") >= 600.0, "{stuck:?}");
+    assert_eq!(sample_field(&samples(&stuck)[0], "booking_id"), catalog.instance_pending.to_string());
+
+    // a replica with a working sweeper releases it, and the check passes
+    let sweeping =
+        crate::helpers::spawn_app_on(&app.database_url, |s| s.hold_sweep_interval = Duration::from_millis(100)).await;
+    wait_until("the lapsed hold expired by the sweeper", Duration::from_secs(20), || async {
+        run_check(&app, "expired_holds").await.status() == CheckStatus::Pass
+    })
+    .await;
+    let status: String = sqlx::query_scalar("select booking_status from bookings where id = $1")
+        .bind(catalog.instance_pending)
+        .fetch_one(&app.pool)
+        .await
+        .expect("status");
+    assert_eq!(status, "expired");
+    assert_healthy(&app.pool).await;
+    sweeping.stop().await;
 }
