@@ -2,7 +2,8 @@
 //! and legacy) behind the `use_legacy_booking_service` flag, the booking
 //! lifecycle with exactly-once seat release, holds, journeys and tour lists.
 //!
-//! - [`types`]: checked values and the validated request.
+//! - [`types`]: checked values and the validated request; [`records`]: what
+//!   the domain answers with (bookings, statuses, pages).
 //! - [`pricing`], [`reference`]: money and readable references, shared by both paths.
 //! - [`prepared`]: the request as both paths store it, and their shared
 //!   retry/replay loop around one attempt.
@@ -21,6 +22,7 @@ pub mod legacy;
 pub mod path_status;
 pub mod prepared;
 pub mod pricing;
+pub mod records;
 pub mod reference;
 pub mod service;
 pub mod store;

@@ -173,10 +173,12 @@ impl Bookings {
         }
     }
 
-    /// pending/confirmed → cancelled, seats back exactly once. Cancelling an
-    /// ended booking returns it unchanged with `seats_released = false`.
+    /// pending/confirmed → cancelled, seats back exactly once, audited as
+    /// `booking_cancelled` with the calling principal in the same
+    /// transaction. Cancelling an ended booking returns it unchanged with
+    /// `seats_released = false` (and records nothing).
     #[tracing::instrument(name = "booking.cancel", skip_all)]
-    pub async fn cancel(&self, booking_id: &str, reason: &str) -> Result<Cancelled, BookingError> {
+    pub async fn cancel(&self, booking_id: &str, reason: &str, cancelled_by: &str) -> Result<Cancelled, BookingError> {
         let id = parse_booking_id(booking_id)?;
         let reason = Reason::parse_optional(reason)?;
         let mut tx = self.begin().await?;
@@ -184,9 +186,9 @@ impl Bookings {
         if !locked.booking.status.holds_seats() {
             return Ok(Cancelled { booking: locked.booking, seats_released: false });
         }
-        let cancelled =
-            store::end_booking(&mut tx, &locked.booking, BookingStatus::Cancelled, reason.as_ref().map(Reason::as_str))
-                .await?;
+        let reason = reason.as_ref().map(Reason::as_str);
+        let cancelled = store::end_booking(&mut tx, &locked.booking, BookingStatus::Cancelled, reason).await?;
+        store::record_cancellation(&mut tx, &cancelled, cancelled_by, reason).await?;
         commit(tx).await?;
         Ok(Cancelled { booking: cancelled, seats_released: true })
     }

@@ -297,6 +297,31 @@ pub async fn end_booking(
     Booking::try_from(row)
 }
 
+/// `booking_cancelled`: who cancelled (the principal's name, never a token)
+/// and why; ids only, no personal data.
+pub async fn record_cancellation(
+    tx: &mut PgConnection,
+    booking: &Booking,
+    cancelled_by: &str,
+    reason: Option<&str>,
+) -> Result<(), BookingError> {
+    sqlx::query(
+        "insert into audit_logs (table_name, record_id, action, actor, details)
+         values ('bookings', $1, 'booking_cancelled', $2,
+                 jsonb_build_object('tour_id', $3::uuid, 'seats', $4::int, 'reason', $5::text))",
+    )
+    .bind(booking.id.0)
+    .bind(cancelled_by)
+    .bind(booking.tour_id.0)
+    .bind(booking.seats())
+    .bind(reason)
+    .execute(&mut *tx)
+    .instrument(db_span("insert audit_logs booking_cancelled"))
+    .await
+    .map_err(|e| BookingError::from_db("auditing a cancellation", e))?;
+    Ok(())
+}
+
 /// A tour as the legacy path needs it, locked.
 #[derive(Debug, sqlx::FromRow)]
 pub struct TourForBooking {

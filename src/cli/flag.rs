@@ -133,7 +133,7 @@ fn age_seconds(flag: &GetFlagResponse) -> f64 {
     flag.cache_age.map(|d| d.seconds as f64 + f64::from(d.nanos) / 1e9).unwrap_or(0.0)
 }
 
-fn when(at: Option<prost_types::Timestamp>) -> String {
+pub(super) fn when(at: Option<prost_types::Timestamp>) -> String {
     at.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_default()
@@ -219,7 +219,7 @@ fn one_line(text: &str, max: usize) -> String {
 
 /// A refusal as an operator should read it: code, message, stable reason,
 /// and the fields at fault.
-fn refused(status: tonic::Status) -> Box<dyn std::error::Error> {
+pub(super) fn refused(status: tonic::Status) -> Box<dyn std::error::Error> {
     let details = status.get_error_details();
     let mut text = format!("{:?}: {}", status.code(), status.message());
     if let Some(info) = details.error_info() {

@@ -5,6 +5,7 @@
 
 mod admin;
 mod backup;
+mod bookings;
 mod check;
 mod flag;
 mod health;
@@ -19,7 +20,7 @@ use tonic::{
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 
-use crate::proto::v1::admin_service_client::AdminServiceClient;
+use crate::proto::v1::{admin_service_client::AdminServiceClient, booking_service_client::BookingServiceClient};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,7 +28,8 @@ use crate::proto::v1::admin_service_client::AdminServiceClient;
     version,
     about = "Operate a bookingd server",
     long_about = "Operate a bookingd server: health, the booking-path flag, integrity checks, repairs, \
-                  maintenance pauses, database function deployment and backups.\n\n\
+                  maintenance pauses, database function deployment and backups; and the support desk's \
+                  tools: tours list, book, bookings get|find|confirm|cancel.\n\n\
                   Every command talks to bookingd over gRPC (--addr); every command but health presents \
                   a bearer token (--token or BOOKINGD_ADMIN_TOKEN, else --token-file, else \
                   .bookingd/admin-token: the operator token the embedded default run generates). \
@@ -78,6 +80,12 @@ pub enum Command {
     Resume(admin::ResumeArgs),
     Functions(admin::FunctionsArgs),
     Backup(backup::BackupArgs),
+    /// Look a booking up (by id or reference, or a customer's by e-mail/WhatsApp), confirm or cancel it.
+    Bookings(bookings::BookingsArgs),
+    /// List bookable tours.
+    Tours(bookings::ToursArgs),
+    /// Make a booking (a seat hold; --confirm to confirm it at once).
+    Book(bookings::BookArgs),
 }
 
 impl Cli {
@@ -142,7 +150,15 @@ impl Cli {
     pub async fn admin_client(&self) -> Result<AdminClient, Box<dyn std::error::Error>> {
         Ok(AdminServiceClient::new(self.authorized_channel().await?))
     }
+
+    /// A BookingService client presenting the token (an operator's, or a
+    /// booking client's).
+    pub async fn booking_client(&self) -> Result<BookingClient, Box<dyn std::error::Error>> {
+        Ok(BookingServiceClient::new(self.authorized_channel().await?))
+    }
 }
+
+pub type BookingClient = BookingServiceClient<AuthorizedChannel>;
 
 const DEFAULT_TOKEN_FILE: &str = ".bookingd/admin-token";
 
@@ -189,5 +205,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Resume(args) => admin::resume(&cli, args).await,
         Command::Functions(args) => admin::functions(&cli, args).await,
         Command::Backup(args) => backup::run(args).await,
+        Command::Bookings(args) => bookings::bookings(&cli, args).await,
+        Command::Tours(args) => bookings::tours(&cli, args).await,
+        Command::Book(args) => bookings::book(&cli, args).await,
     }
 }

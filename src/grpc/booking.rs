@@ -72,8 +72,10 @@ impl BookingService for BookingApi {
         &self,
         request: Request<CancelBookingRequest>,
     ) -> Result<Response<CancelBookingResponse>, Status> {
+        let cancelled_by = crate::grpc::auth::principal(&request)?.name().to_owned();
         let request = request.into_inner();
-        let cancelled = self.bookings.cancel(&request.booking_id, &request.reason).await.map_err(to_status)?;
+        let cancelled =
+            self.bookings.cancel(&request.booking_id, &request.reason, &cancelled_by).await.map_err(to_status)?;
         Ok(Response::new(CancelBookingResponse {
             booking: Some(booking_to_proto(cancelled.booking)),
             seats_released: cancelled.seats_released,

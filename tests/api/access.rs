@@ -367,6 +367,7 @@ async fn a_bearer_token_with_a_different_principal_is_recorded_by_name_in_the_au
 
 #[tokio::test]
 async fn the_bearer_helper_sends_the_token_it_was_given() {
+    // Arrange
     // a guard on the harness itself: a client built with a token is that principal
     let app = spawn_app().await;
     let mut booking = bookingd::proto::v1::booking_service_client::BookingServiceClient::with_interceptor(
@@ -374,9 +375,11 @@ async fn the_bearer_helper_sends_the_token_it_was_given() {
         BearerToken::new(TEST_AUDITOR_TOKEN),
     );
 
+    // Act
     let refused = booking.list_tours(bookingd::proto::v1::ListToursRequest::default()).await.expect_err("auditor");
     let allowed = app.booking().list_tours(bookingd::proto::v1::ListToursRequest::default()).await;
 
+    // Assert
     assert_eq!(refused.code(), Code::PermissionDenied);
     assert!(allowed.is_ok(), "{allowed:?}");
     app.stop().await;

@@ -50,16 +50,19 @@ macro_rules! call_every_admin_rpc {
 
 #[tokio::test]
 async fn admin_calls_without_a_token_or_with_a_wrong_token_are_unauthenticated() {
+    // Arrange
     let app = spawn_app().await;
     let operator = insert_operator(&app.pool).await;
     insert_tour(&app.pool, operator, 10, "active").await;
 
+    // Act
     let without = call_every_admin_rpc!(app.admin_without_token());
     let wrong = call_every_admin_rpc!(AdminServiceClient::with_interceptor(
         app.channel.clone(),
         BearerToken::new("not-the-token")
     ));
 
+    // Assert
     for (name, results) in [("no token", without), ("wrong token", wrong)] {
         for (index, error) in results.into_iter().enumerate() {
             let error = error.unwrap_or_else(|| panic!("{name}: call {index} was accepted"));
@@ -95,9 +98,11 @@ async fn drifted_tour(app: &TestApp, corrupted: i32) -> Uuid {
 
 #[tokio::test]
 async fn a_dry_run_repair_reports_the_drift_and_changes_nothing() {
+    // Arrange
     let app = spawn_app().await;
     let tour = drifted_tour(&app, 18).await;
 
+    // Act
     let response = app
         .admin()
         .repair_availability(RepairAvailabilityRequest { apply: false, tour_ids: vec![], reason: String::new() })
@@ -105,6 +110,7 @@ async fn a_dry_run_repair_reports_the_drift_and_changes_nothing() {
         .expect("dry run")
         .into_inner();
 
+    // Assert
     assert!(!response.applied);
     assert_eq!(response.changes.len(), 1, "{:?}", response.changes);
     let change = &response.changes[0];
@@ -118,6 +124,7 @@ async fn a_dry_run_repair_reports_the_drift_and_changes_nothing() {
 
 #[tokio::test]
 async fn an_applied_repair_fixes_the_drift_returns_before_and_after_and_is_audited() {
+    // Arrange
     let app = spawn_app().await;
     let tour = drifted_tour(&app, 19).await;
     let operator = insert_operator(&app.pool).await;
@@ -128,6 +135,7 @@ async fn an_applied_repair_fixes_the_drift_returns_before_and_after_and_is_audit
         .await
         .expect("corrupt");
 
+    // Act
     let response = app
         .admin()
         .repair_availability(RepairAvailabilityRequest {
@@ -139,6 +147,7 @@ async fn an_applied_repair_fixes_the_drift_returns_before_and_after_and_is_audit
         .expect("repair")
         .into_inner();
 
+    // Assert
     assert!(response.applied);
     assert_eq!(response.tours_examined, 1);
     assert_eq!(response.changes.len(), 1);
@@ -161,9 +170,11 @@ async fn an_applied_repair_fixes_the_drift_returns_before_and_after_and_is_audit
 
 #[tokio::test]
 async fn repair_refuses_bad_requests_with_stable_reasons() {
+    // Arrange
     let app = spawn_app().await;
     let mut admin = app.admin();
 
+    // Act
     let no_reason = admin
         .repair_availability(RepairAvailabilityRequest { apply: true, tour_ids: vec![], reason: "  ".into() })
         .await
@@ -185,6 +196,7 @@ async fn repair_refuses_bad_requests_with_stable_reasons() {
         .await
         .expect_err("unknown tour");
 
+    // Assert
     assert_eq!((no_reason.code(), reason(&no_reason).as_str()), (Code::InvalidArgument, "REASON_REQUIRED"));
     let violations = no_reason.get_error_details().bad_request().expect("field violations").field_violations.clone();
     assert_eq!(violations[0].field, "reason");
@@ -195,6 +207,7 @@ async fn repair_refuses_bad_requests_with_stable_reasons() {
 
 #[tokio::test]
 async fn an_overbooked_tour_is_set_to_zero_and_recorded_as_an_incident() {
+    // Arrange
     let app = spawn_app().await;
     let operator = insert_operator(&app.pool).await;
     let tour = insert_tour(&app.pool, operator, 4, "active").await;
@@ -204,6 +217,7 @@ async fn an_overbooked_tour_is_set_to_zero_and_recorded_as_an_incident() {
     let extra = insert_booking(&mut conn, tour, 2, "confirmed").await;
     drop(conn);
 
+    // Act
     let response = app
         .admin()
         .repair_availability(RepairAvailabilityRequest { apply: true, tour_ids: vec![], reason: "nightly".into() })
@@ -211,6 +225,7 @@ async fn an_overbooked_tour_is_set_to_zero_and_recorded_as_an_incident() {
         .expect("repair")
         .into_inner();
 
+    // Assert
     assert_eq!(response.overbooked_tour_ids, vec![tour.to_string()]);
     assert_eq!((response.changes[0].available_spots_before, response.changes[0].available_spots_after), (4, 0));
     assert_eq!(available_spots(&app.pool, tour).await, 0);
@@ -225,6 +240,7 @@ async fn an_overbooked_tour_is_set_to_zero_and_recorded_as_an_incident() {
     assert_eq!(details.0["affected_tours"][0]["live_seats"], 6);
     assert_eq!(details.0["affected_tours"][0]["max_capacity"], 4);
 
+    // Act + Assert
     // a human resolves it by cancelling the extra booking (the trigger gives
     // its seats back), then repairs again
     sqlx::query("update bookings set booking_status = 'cancelled', cancelled_at = now() where id = $1")
@@ -245,6 +261,7 @@ async fn an_overbooked_tour_is_set_to_zero_and_recorded_as_an_incident() {
 
 #[tokio::test]
 async fn a_booking_in_flight_when_a_repair_starts_is_not_lost() {
+    // Arrange
     let app = spawn_app().await;
     let operator = insert_operator(&app.pool).await;
     let tour = insert_tour(&app.pool, operator, 10, "active").await;
@@ -269,7 +286,8 @@ async fn a_booking_in_flight_when_a_repair_starts_is_not_lost() {
         .await
         .expect("decrement");
 
-    // act: a repair starts, and must wait for that booking
+    // Act
+    // Act: a repair starts, and must wait for that booking
     let mut admin = app.admin();
     let repair = tokio::spawn(async move {
         admin
@@ -289,7 +307,8 @@ async fn a_booking_in_flight_when_a_repair_starts_is_not_lost() {
     in_flight.commit().await.expect("the booking commits");
     let response = repair.await.expect("task").expect("repair").into_inner();
 
-    // assert: the repair waited, then saw the booking; its decrement survived
+    // Assert
+    // Assert: the repair waited, then saw the booking; its decrement survived
     assert_eq!(response.changes.len(), 1, "{:?}", response.changes);
     assert_eq!((response.changes[0].available_spots_before, response.changes[0].available_spots_after), (3, 5));
     assert_eq!(available_spots(&app.pool, tour).await, 5);
@@ -298,6 +317,7 @@ async fn a_booking_in_flight_when_a_repair_starts_is_not_lost() {
 
 #[tokio::test]
 async fn repair_while_bookings_flow_loses_no_seat_change() {
+    // Arrange
     let app = spawn_app().await;
     // its own, larger pool: the booking workers run side by side
     let load_pool = PgPoolOptions::new().max_connections(12).connect(&app.database_url).await.expect("load pool");
@@ -343,7 +363,7 @@ async fn repair_while_bookings_flow_loses_no_seat_change() {
     })
     .await;
 
-    // act: while the workers run, drift one tour by a seat with direct SQL,
+    // Act: while the workers run, drift one tour by a seat with direct SQL,
     // then repair; forty times
     let mut admin = app.admin();
     let mut found = Vec::new();
@@ -371,7 +391,7 @@ async fn repair_while_bookings_flow_loses_no_seat_change() {
         booked += worker.await.expect("worker");
     }
 
-    // assert: each repair fixed exactly the seat drifted before it, however
+    // Assert: each repair fixed exactly the seat drifted before it, however
     // the workers moved the numbers meanwhile; a repair that lost a
     // concurrent booking's change would leave extra drift for the next one
     // (or for the final check, which runs with no repair after the load)
@@ -399,6 +419,7 @@ async fn allow_negative_availability(pool: &PgPool) {
 
 #[tokio::test]
 async fn clamp_records_the_negative_tours_in_an_incident_before_clamping_them() {
+    // Arrange
     let app = spawn_app().await;
     allow_negative_availability(&app.pool).await;
     let operator = insert_operator(&app.pool).await;
@@ -414,6 +435,7 @@ async fn clamp_records_the_negative_tours_in_an_incident_before_clamping_them() 
             .expect("corrupt");
     }
 
+    // Act
     let response = app
         .admin()
         .clamp_negative_availability(ClampNegativeAvailabilityRequest { reason: "monitor fired".into() })
@@ -421,6 +443,7 @@ async fn clamp_records_the_negative_tours_in_an_incident_before_clamping_them() 
         .expect("clamp")
         .into_inner();
 
+    // Assert
     assert_ne!(response.incident_id, 0);
     let mut changes: Vec<(String, i32, i32)> = response
         .changes
@@ -456,6 +479,7 @@ async fn clamp_records_the_negative_tours_in_an_incident_before_clamping_them() 
         (crate::helpers::TEST_OPERATOR, Some(response.incident_id))
     );
 
+    // Act + Assert
     // nothing negative left: a second clamp records no incident
     let again = app
         .admin()
@@ -467,6 +491,7 @@ async fn clamp_records_the_negative_tours_in_an_incident_before_clamping_them() 
     let incidents: i64 = sqlx::query_scalar("select count(*) from incident_log").fetch_one(&app.pool).await.expect("n");
     assert_eq!(incidents, 1);
 
+    // Act + Assert
     // clamping is not reconciling: repair brings the tours back to the truth
     app.admin()
         .repair_availability(RepairAvailabilityRequest { apply: true, tour_ids: vec![], reason: "after clamp".into() })
@@ -479,6 +504,7 @@ async fn clamp_records_the_negative_tours_in_an_incident_before_clamping_them() 
 
 #[tokio::test]
 async fn resume_reactivates_exactly_the_tours_the_pause_took() {
+    // Arrange
     let app = spawn_app().await;
     let operator = insert_operator(&app.pool).await;
     let active_a = insert_tour(&app.pool, operator, 10, "active").await;
@@ -501,6 +527,7 @@ async fn resume_reactivates_exactly_the_tours_the_pause_took() {
         assert_eq!(status_of(&app.pool, tour).await, "maintenance");
     }
 
+    // Act
     let resumed = app
         .admin()
         .resume_bookings(ResumeBookingsRequest {
@@ -512,6 +539,7 @@ async fn resume_reactivates_exactly_the_tours_the_pause_took() {
         .expect("resume")
         .into_inner();
 
+    // Assert
     let mut resumed_ids = resumed.resumed_tour_ids.clone();
     resumed_ids.sort();
     assert_eq!(resumed_ids, expected);
@@ -530,6 +558,7 @@ async fn resume_reactivates_exactly_the_tours_the_pause_took() {
 
 #[tokio::test]
 async fn resume_by_pause_id_and_tour_leaves_the_rest_paused_and_respects_hand_changes() {
+    // Arrange
     let app = spawn_app().await;
     let operator = insert_operator(&app.pool).await;
     let a = insert_tour(&app.pool, operator, 10, "active").await;
@@ -546,6 +575,7 @@ async fn resume_by_pause_id_and_tour_leaves_the_rest_paused_and_respects_hand_ch
     // someone retires tour c by hand while it is paused
     sqlx::query("update tours set status = 'inactive' where id = $1").bind(c).execute(&app.pool).await.expect("retire");
 
+    // Act + Assert
     let only_a = admin
         .resume_bookings(ResumeBookingsRequest {
             pause_id: pause.pause_id.clone(),
@@ -558,6 +588,7 @@ async fn resume_by_pause_id_and_tour_leaves_the_rest_paused_and_respects_hand_ch
     assert_eq!(only_a.resumed_tour_ids, id_strings(&[a]));
     assert_eq!(status_of(&app.pool, b).await, "maintenance", "b is still paused");
 
+    // Act + Assert
     let rest = admin
         .resume_bookings(ResumeBookingsRequest {
             pause_id: pause.pause_id.clone(),
@@ -571,6 +602,7 @@ async fn resume_by_pause_id_and_tour_leaves_the_rest_paused_and_respects_hand_ch
     assert_eq!(rest.left_alone_tour_ids, id_strings(&[c]));
     assert_eq!(status_of(&app.pool, c).await, "inactive", "a hand change survives the resume");
 
+    // Act + Assert
     let again = admin
         .resume_bookings(ResumeBookingsRequest {
             pause_id: pause.pause_id.clone(),
@@ -598,16 +630,19 @@ async fn resume_by_pause_id_and_tour_leaves_the_rest_paused_and_respects_hand_ch
 
 #[tokio::test]
 async fn pausing_when_nothing_is_active_is_refused() {
+    // Arrange
     let app = spawn_app().await;
     let operator = insert_operator(&app.pool).await;
     insert_tour(&app.pool, operator, 10, "maintenance").await;
 
+    // Act
     let refused = app
         .admin()
         .pause_bookings(PauseBookingsRequest { tour_ids: vec![], reason: "x".into() })
         .await
         .expect_err("nothing to pause");
 
+    // Assert
     assert_eq!((refused.code(), reason(&refused).as_str()), (Code::FailedPrecondition, "NOTHING_TO_PAUSE"));
 }
 
@@ -615,6 +650,7 @@ async fn pausing_when_nothing_is_active_is_refused() {
 
 #[tokio::test]
 async fn rollback_and_deploy_return_the_post_deployment_checks_and_the_catalogs_agree() {
+    // Arrange
     let app = spawn_app().await;
     let catalogs = || async {
         sqlx::query_as::<_, (bool, bool)>(
@@ -629,6 +665,7 @@ async fn rollback_and_deploy_return_the_post_deployment_checks_and_the_catalogs_
         checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("{name} missing from {checks:?}")).clone()
     };
 
+    // Act + Assert
     let rolled_back = app
         .admin()
         .rollback_functions(RollbackFunctionsRequest { reason: "atomic path misbehaving".into() })
@@ -646,6 +683,7 @@ async fn rollback_and_deploy_return_the_post_deployment_checks_and_the_catalogs_
         (crate::helpers::TEST_OPERATOR, Some("atomic path misbehaving"))
     );
 
+    // Act + Assert
     let deployed = app
         .admin()
         .deploy_functions(DeployFunctionsRequest { reason: "fixed".into() })
@@ -660,6 +698,7 @@ async fn rollback_and_deploy_return_the_post_deployment_checks_and_the_catalogs_
     let (actor, _) = last_audit(&app.pool, "functions_deployed").await;
     assert_eq!(actor, crate::helpers::TEST_OPERATOR);
 
+    // Act + Assert
     let no_reason =
         app.admin().deploy_functions(DeployFunctionsRequest { reason: String::new() }).await.expect_err("reason");
     assert_eq!(no_reason.code(), Code::InvalidArgument);
@@ -667,6 +706,7 @@ async fn rollback_and_deploy_return_the_post_deployment_checks_and_the_catalogs_
 
 #[tokio::test]
 async fn bookingctl_runs_admin_commands_with_the_token_and_fails_clearly_without_it() {
+    // Arrange
     let app = spawn_app().await;
     let operator = insert_operator(&app.pool).await;
     let tour = insert_tour(&app.pool, operator, 10, "active").await;
@@ -688,10 +728,12 @@ async fn bookingctl_runs_admin_commands_with_the_token_and_fails_clearly_without
         command.output()
     };
 
+    // Act
     let dry = bookingctl(&["repair"], Some(crate::helpers::TEST_ADMIN_TOKEN)).await.expect("run bookingctl");
     let refused = bookingctl(&["repair"], None).await.expect("run bookingctl");
     let wrong = bookingctl(&["repair"], Some("wrong")).await.expect("run bookingctl");
 
+    // Assert
     let stdout = String::from_utf8_lossy(&dry.stdout);
     assert!(dry.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&dry.stderr));
     assert!(stdout.contains(&tour.to_string()) && stdout.contains("would change"), "{stdout}");

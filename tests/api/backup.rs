@@ -83,13 +83,13 @@ async fn database_exists(url: &str) -> bool {
 
 #[tokio::test]
 async fn backup_drill_restores_identical_data_after_the_database_is_dropped() {
-    // arrange: bookings in a live database
+    // Arrange: bookings in a live database
     let app = spawn_app().await;
     bookings_to_back_up(&app.pool).await;
     let out = scratch_dir();
     let tools = PgTools::new(None);
 
-    // act: backup, verify, lose the database, restore
+    // Act: backup, verify, lose the database, restore
     let (dir, manifest) = backup::create(&app.database_url, &out, &tools, &quiet).await.expect("backup");
     let verified =
         backup::verify(&dir, Scratch::Server(test_server_url().to_owned()), &tools, &quiet).await.expect("verify");
@@ -100,7 +100,7 @@ async fn backup_drill_restores_identical_data_after_the_database_is_dropped() {
     let restored =
         backup::restore(&dir, &database_url, &restore_as_operator(), &tools, &quiet).await.expect("restore").comparison;
 
-    // assert: one timestamp names every file, the archives and manifest agree,
+    // Assert: one timestamp names every file, the archives and manifest agree,
     // and the restored database is the one we backed up
     let ts = &manifest.timestamp;
     assert!(dir.ends_with(format!("bookingd_backup_{ts}")), "{}", dir.display());
@@ -133,14 +133,17 @@ async fn backup_drill_restores_identical_data_after_the_database_is_dropped() {
 
 #[tokio::test]
 async fn verify_leaves_no_scratch_database_behind() {
+    // Arrange
     let app = spawn_app().await;
     bookings_to_back_up(&app.pool).await;
     let out = scratch_dir();
     let tools = PgTools::new(None);
     let (dir, manifest) = backup::create(&app.database_url, &out, &tools, &quiet).await.expect("backup");
 
+    // Act
     backup::verify(&dir, Scratch::Server(test_server_url().to_owned()), &tools, &quiet).await.expect("verify");
 
+    // Assert
     let mut server = PgConnection::connect(test_server_url()).await.expect("server");
     let left: i64 = sqlx::query_scalar("select count(*) from pg_database where datname like $1")
         .bind(format!("bookingd\\_verify\\_{}\\_%", manifest.timestamp))
@@ -154,6 +157,7 @@ async fn verify_leaves_no_scratch_database_behind() {
 
 #[tokio::test]
 async fn a_damaged_archive_fails_verification_and_restore() {
+    // Arrange
     let app = spawn_app().await;
     bookings_to_back_up(&app.pool).await;
     let out = scratch_dir();
@@ -165,10 +169,12 @@ async fn a_damaged_archive_fails_verification_and_restore() {
     bytes[middle] ^= 0xff;
     std::fs::write(&archive, bytes).expect("damage");
 
+    // Act
     let verify = backup::verify(&dir, Scratch::Server(test_server_url().to_owned()), &tools, &quiet).await;
     let target = with_database(test_server_url(), &format!("restore_target_{}", Uuid::new_v4().simple()));
     let restore = backup::restore(&dir, &target, &restore_as_operator(), &tools, &quiet).await.map(|r| r.comparison);
 
+    // Assert
     assert!(
         matches!(verify, Err(bookingd::backup::BackupError::FileCorrupt { ref file, .. }) if *file == manifest.archive.file),
         "{verify:?}"
@@ -209,7 +215,7 @@ async fn a_backup_taken_while_bookings_flow_matches_its_own_manifest() {
     let out = scratch_dir();
     let tools = PgTools::new(None);
 
-    // act: back up mid-storm, then keep booking until it has been verified
+    // Act: back up mid-storm, then keep booking until it has been verified
     let (dir, manifest) = backup::create(&app.database_url, &out, &tools, &quiet).await.expect("backup");
     let during: i64 = sqlx::query_scalar("select count(*) from bookings").fetch_one(&app.pool).await.expect("count");
     let verified =
@@ -217,7 +223,7 @@ async fn a_backup_taken_while_bookings_flow_matches_its_own_manifest() {
     stop.store(true, Ordering::Relaxed);
     load.await.expect("load");
 
-    // assert: the archive and the manifest describe the same snapshot, even
+    // Assert: the archive and the manifest describe the same snapshot, even
     // though the database moved on while the dumps ran
     assert!(verified.matches(), "{:?}", verified.mismatches().collect::<Vec<_>>());
     let backed_up = manifest.tables.iter().find(|t| t.name == "bookings").expect("bookings").rows;
@@ -239,6 +245,7 @@ async fn bookingctl(cwd: &Path, args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn bookingctl_backs_up_verifies_on_a_scratch_server_and_restores_only_with_force_over_data() {
+    // Arrange
     let app = spawn_app().await;
     bookings_to_back_up(&app.pool).await;
     let out = scratch_dir();
@@ -251,6 +258,7 @@ async fn bookingctl_backs_up_verifies_on_a_scratch_server_and_restores_only_with
     })
     .await;
 
+    // Act
     let created = bookingctl(&out, &["backup", "create", "--database-url", &app.database_url, "--out", "."]).await;
     let created_stdout = String::from_utf8_lossy(&created.stdout).into_owned();
     assert!(created.status.success(), "{created_stdout}\n{}", String::from_utf8_lossy(&created.stderr));
@@ -279,6 +287,7 @@ async fn bookingctl_backs_up_verifies_on_a_scratch_server_and_restores_only_with
     )
     .await;
 
+    // Assert
     let progress = String::from_utf8_lossy(&created.stderr);
     assert!(progress.contains("checksummed public.bookings") && progress.contains("wrote backup_"), "{progress}");
     assert!(
@@ -315,6 +324,7 @@ async fn bookingctl_backs_up_verifies_on_a_scratch_server_and_restores_only_with
 
 #[tokio::test]
 async fn verify_reports_a_table_whose_data_disagrees_with_the_manifest() {
+    // Arrange
     let app = spawn_app().await;
     bookings_to_back_up(&app.pool).await;
     let out = scratch_dir();
@@ -326,9 +336,11 @@ async fn verify_reports_a_table_whose_data_disagrees_with_the_manifest() {
     bookings.sha256 = "0".repeat(64);
     std::fs::write(dir.join(backup::MANIFEST_FILE), serde_json::to_vec(&manifest).expect("json")).expect("write");
 
+    // Act
     let verified =
         backup::verify(&dir, Scratch::Server(test_server_url().to_owned()), &tools, &quiet).await.expect("verify");
 
+    // Assert
     let mismatches: Vec<_> = verified.mismatches().collect();
     assert_eq!(mismatches.len(), 1, "{mismatches:?}");
     assert_eq!(mismatches[0].table, "public.bookings");

@@ -77,13 +77,16 @@ async fn arrange_journeys(app: &TestApp) -> Journeys {
 
 #[tokio::test]
 async fn a_journey_lists_a_customers_bookings_newest_first_with_tour_and_template_data() {
+    // Arrange
     let app = spawn_app().await;
     let journeys = arrange_journeys(&app).await;
 
+    // Act
     let both = lookup(&app, "ada@example.com", "+4915112345678", 0, "").await;
     let by_email = lookup(&app, "ADA@EXAMPLE.COM", "", 0, "").await;
     let by_whatsapp = lookup(&app, "", "+4915112345678", 0, "").await;
 
+    // Assert
     let ids = |r: &LookupJourneyResponse| -> Vec<String> { r.entries.iter().map(|e| shown(e).0).collect() };
     assert_eq!(ids(&both), journeys.ada);
     assert_eq!(ids(&by_email), journeys.ada[1..]);
@@ -103,13 +106,16 @@ async fn a_journey_lists_a_customers_bookings_newest_first_with_tour_and_templat
 
 #[tokio::test]
 async fn a_journey_falls_back_to_base_tables_when_the_view_is_missing() {
+    // Arrange
     let app = spawn_app().await;
     arrange_journeys(&app).await;
     let through_view = lookup(&app, "ada@example.com", "+4915112345678", 0, "").await;
 
+    // Act
     sqlx::query("drop view active_tours_with_operators").execute(&app.pool).await.expect("drop view");
     let through_tables = lookup(&app, "ada@example.com", "+4915112345678", 0, "").await;
 
+    // Assert
     assert!(!through_view.used_fallback);
     assert!(through_tables.used_fallback);
     assert_eq!(
@@ -121,6 +127,7 @@ async fn a_journey_falls_back_to_base_tables_when_the_view_is_missing() {
 
 #[tokio::test]
 async fn a_journey_falls_back_when_the_view_loses_template_names() {
+    // Arrange
     let app = spawn_app().await;
     arrange_journeys(&app).await;
     let through_view = lookup(&app, "ada@example.com", "", 0, "").await;
@@ -136,8 +143,10 @@ async fn a_journey_falls_back_when_the_view_loses_template_names() {
         .await
         .expect("break the view");
 
+    // Act
     let through_tables = lookup(&app, "ada@example.com", "", 0, "").await;
 
+    // Assert
     assert!(through_tables.used_fallback);
     assert!(through_tables.entries.iter().all(|e| e.template_name.as_deref() == Some("Harbour Cruise (template)")));
     assert_eq!(
@@ -149,6 +158,7 @@ async fn a_journey_falls_back_when_the_view_loses_template_names() {
 
 #[tokio::test]
 async fn a_long_journey_is_paged_without_gaps_or_repeats() {
+    // Arrange
     let app = spawn_app().await;
     let tour = create_tour(&app.pool, TourSpec::default()).await;
     let mut made = Vec::new();
@@ -157,6 +167,7 @@ async fn a_long_journey_is_paged_without_gaps_or_repeats() {
     }
     made.reverse();
 
+    // Act
     let mut seen = Vec::new();
     let mut token = String::new();
     let mut pages = 0;
@@ -172,6 +183,7 @@ async fn a_long_journey_is_paged_without_gaps_or_repeats() {
         assert!(pages < 10, "paging does not end");
     }
 
+    // Assert
     assert_eq!(seen, made, "newest first, each once");
     assert_eq!(pages, 3);
     assert_healthy(&app.pool).await;

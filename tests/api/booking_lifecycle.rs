@@ -40,15 +40,18 @@ async fn wait_for_hold_to_lapse(app: &TestApp, id: &str) {
 
 #[tokio::test]
 async fn a_booking_goes_from_pending_to_confirmed_to_cancelled() {
+    // Arrange
     let app = spawn_app().await;
     let tour = create_tour(&app.pool, TourSpec::default()).await;
     let created = create_ok(&app, CreateBookingRequest { num_adults: 2, ..booking_request(tour.tour_id) }).await;
 
+    // Act
     let confirmed = confirm(&app, &created.id).await.expect("confirm");
     let confirmed_again = confirm(&app, &created.id).await.expect("a retried confirm gets the same answer");
     let cancelled = cancel(&app, &created.id).await;
     let confirm_cancelled = confirm(&app, &created.id).await.expect_err("cannot confirm a cancelled booking");
 
+    // Assert
     assert_eq!(created.status(), BookingStatus::Pending);
     assert_eq!(confirmed.status(), BookingStatus::Confirmed);
     assert!(confirmed.confirmed_at.is_some());
@@ -65,10 +68,12 @@ async fn a_booking_goes_from_pending_to_confirmed_to_cancelled() {
 
 #[tokio::test]
 async fn a_booking_is_found_by_id_and_by_its_reference_in_any_case() {
+    // Arrange
     let app = spawn_app().await;
     let tour = create_tour(&app.pool, TourSpec::default()).await;
     let created = create_ok(&app, booking_request(tour.tour_id)).await;
 
+    // Act
     let by_id = get_booking(&app, &created.id).await;
     let by_reference = app
         .booking()
@@ -81,6 +86,7 @@ async fn a_booking_is_found_by_id_and_by_its_reference_in_any_case() {
         .booking
         .expect("booking");
 
+    // Assert
     assert_eq!(by_id, created);
     assert_eq!(by_reference, created);
     assert_healthy(&app.pool).await;
@@ -88,15 +94,18 @@ async fn a_booking_is_found_by_id_and_by_its_reference_in_any_case() {
 
 #[tokio::test]
 async fn the_hold_defaults_to_the_configured_one_and_a_longer_request_is_capped() {
+    // Arrange
     let app = spawn_app_with(|s| s.hold_duration = Duration::from_secs(60)).await;
     let tour = create_tour(&app.pool, TourSpec::default()).await;
 
+    // Act
     let default_hold = create_ok(&app, booking_request(tour.tour_id)).await;
     let asked_more =
         create_ok(&app, CreateBookingRequest { hold_seconds: Some(i32::MAX), ..booking_request(tour.tour_id) }).await;
     let asked_less =
         create_ok(&app, CreateBookingRequest { hold_seconds: Some(10), ..booking_request(tour.tour_id) }).await;
 
+    // Assert
     let hold = |b: &bookingd::proto::v1::Booking| {
         b.hold_expires_at.as_ref().expect("hold").seconds - b.created_at.as_ref().expect("created").seconds
     };

@@ -59,6 +59,7 @@ fn path_independent(booking: &Booking) -> impl PartialEq + std::fmt::Debug {
 
 #[tokio::test]
 async fn identical_requests_make_identical_bookings_on_both_paths() {
+    // Arrange
     let atomic = spawn_app().await;
     let legacy = spawn_app_on(&atomic.database_url, |s| s.use_legacy_booking_service = Some(true)).await;
     // 1236 × 12.5 % = 154.5: only half-away-from-zero rounding gives 155
@@ -72,6 +73,7 @@ async fn identical_requests_make_identical_bookings_on_both_paths() {
     .await;
     let instance = create_tour(&atomic.pool, TourSpec { from_template: true, ..TourSpec::default() }).await;
 
+    // Act
     for tour in [halves, odd, instance] {
         for (adults, children) in [(1, 0), (0, 1), (2, 1), (3, 3), (1, 4)] {
             let request = || CreateBookingRequest {
@@ -83,6 +85,7 @@ async fn identical_requests_make_identical_bookings_on_both_paths() {
             let on_atomic = create_ok(&atomic, request()).await;
             let on_legacy = create_ok(&legacy, request()).await;
 
+            // Assert
             assert_eq!(path_independent(&on_atomic), path_independent(&on_legacy), "{adults}+{children}");
             assert_eq!(on_atomic.code_path(), CodePath::Atomic);
             assert_eq!(on_legacy.code_path(), CodePath::Legacy);
@@ -112,6 +115,7 @@ async fn identical_requests_make_identical_bookings_on_both_paths() {
 
 #[tokio::test]
 async fn both_paths_refuse_the_same_requests_the_same_way() {
+    // Arrange
     let atomic = spawn_app().await;
     let legacy = spawn_app_on(&atomic.database_url, |s| s.use_legacy_booking_service = Some(true)).await;
     let small = create_tour(&atomic.pool, TourSpec { capacity: 2, ..TourSpec::default() }).await;
@@ -119,6 +123,7 @@ async fn both_paths_refuse_the_same_requests_the_same_way() {
     let instance = create_tour(&atomic.pool, TourSpec { from_template: true, ..TourSpec::default() }).await;
     let template_id = instance.template_id.expect("template");
 
+    // Act
     let cases: Vec<(&str, Uuid, i32)> = vec![
         ("sold out", small.tour_id, 3),
         ("maintenance", maintenance.tour_id, 1),
@@ -130,6 +135,7 @@ async fn both_paths_refuse_the_same_requests_the_same_way() {
         let on_atomic = atomic.booking().create_booking(request.clone()).await.expect_err(what);
         let on_legacy = legacy.booking().create_booking(request).await.expect_err(what);
 
+        // Assert
         assert_eq!(on_atomic.code(), on_legacy.code(), "{what}");
         assert_eq!(reason(&on_atomic), reason(&on_legacy), "{what}");
         assert_eq!(on_atomic.message(), on_legacy.message(), "{what}");
@@ -143,10 +149,12 @@ async fn both_paths_refuse_the_same_requests_the_same_way() {
 
 #[tokio::test]
 async fn commission_rounding_in_rust_matches_postgres_round() {
+    // Arrange
     let app = spawn_app().await;
     let rates: Vec<Decimal> =
         ["12.50", "7.25", "33.33", "0.01", "99.99", "15.00", "2.50"].iter().map(|r| r.parse().expect("rate")).collect();
 
+    // Act
     let expected: Vec<(i64, Decimal, i64)> = sqlx::query_as(
         "select s, r, round(s * r / 100)::bigint
            from generate_series(0::bigint, 4000::bigint) s cross join unnest($1::numeric[]) r",
@@ -156,6 +164,7 @@ async fn commission_rounding_in_rust_matches_postgres_round() {
     .await
     .expect("postgres rounding");
 
+    // Assert
     assert_eq!(expected.len(), 4001 * rates.len());
     for (subtotal, rate, by_postgres) in expected {
         assert_eq!(pricing::commission(subtotal, rate), Ok(by_postgres), "{subtotal} × {rate} %");
@@ -222,11 +231,13 @@ async fn seats_come_back_exactly_once_for_every_path_and_trigger_combination() {
 
 #[tokio::test]
 async fn a_missing_trigger_alone_sends_bookings_to_legacy_and_shows_in_health() {
+    // Arrange
     let app = spawn_app().await;
     let tour = create_tour(&app.pool, TourSpec::default()).await;
     let before = create_ok(&app, booking_request(tour.tour_id)).await;
     assert_eq!(before.code_path(), CodePath::Atomic);
 
+    // Act
     sqlx::query("drop trigger restore_availability_trigger on bookings").execute(&app.pool).await.expect("drop");
     wait_until("atomic path NOT_SERVING, service SERVING", Duration::from_secs(10), || async {
         atomic_path_health(&app).await == Some(ServingStatus::NotServing)
@@ -236,6 +247,7 @@ async fn a_missing_trigger_alone_sends_bookings_to_legacy_and_shows_in_health() 
     let during = create_ok(&app, booking_request(tour.tour_id)).await;
     let released = cancel(&app, &before.id).await;
 
+    // Assert
     assert_eq!(during.code_path(), CodePath::Legacy);
     assert!(released.seats_released);
     assert_eq!(releases_of(&app.pool, &before.id).await, ["application"]);
@@ -252,14 +264,17 @@ async fn a_missing_trigger_alone_sends_bookings_to_legacy_and_shows_in_health() 
 
 #[tokio::test]
 async fn a_server_started_after_a_rollback_serves_legacy_from_its_first_request() {
+    // Arrange
     let first = spawn_app().await;
     let tour = create_tour(&first.pool, TourSpec::default()).await;
     db::functions::rollback(&first.pool, "test", "rolled back before a restart").await.expect("rollback");
 
+    // Act
     let second = spawn_app_on(&first.database_url, |_| {}).await;
     let health = atomic_path_health(&second).await;
     let booking = create_ok(&second, booking_request(tour.tour_id)).await;
 
+    // Assert
     assert_eq!(health, Some(ServingStatus::NotServing));
     assert_eq!(booking.code_path(), CodePath::Legacy);
     assert_eq!(overall_health(&second).await, Some(ServingStatus::Serving));

@@ -174,6 +174,7 @@ async fn racing_retries_of_one_request_create_one_booking_on_either_path() {
 
 #[tokio::test]
 async fn a_reused_key_with_a_different_request_is_refused_on_either_path() {
+    // Arrange
     let atomic = spawn_app().await;
     let legacy = spawn_app_on(&atomic.database_url, |s| s.use_legacy_booking_service = Some(true)).await;
     let tour = create_tour(&atomic.pool, TourSpec::default()).await;
@@ -181,11 +182,13 @@ async fn a_reused_key_with_a_different_request_is_refused_on_either_path() {
     let request = booking_request(tour.tour_id);
     create_ok(&atomic, request.clone()).await;
 
+    // Act
     let mut more_seats = request.clone();
     more_seats.num_adults = 3;
     let mut other_tour_request = request.clone();
     other_tour_request.tour_id = other_tour.tour_id.to_string();
 
+    // Assert
     for (app, changed) in
         [(&atomic, &more_seats), (&legacy, &more_seats), (&atomic, &other_tour_request), (&legacy, &other_tour_request)]
     {
@@ -235,16 +238,19 @@ async fn cancelling_everything_gives_every_tour_its_capacity_back() {
 
 #[tokio::test]
 async fn sold_out_says_how_many_seats_are_left() {
+    // Arrange
     let app = spawn_app().await;
     let tour = create_tour(&app.pool, TourSpec { capacity: 5, ..TourSpec::default() }).await;
     let mut three = booking_request(tour.tour_id);
     three.num_adults = 3;
     create_ok(&app, three).await;
 
+    // Act
     let mut four = booking_request(tour.tour_id);
     four.num_adults = 4;
     let refusal = app.booking().create_booking(four).await.expect_err("sold out");
 
+    // Assert
     assert_eq!(refusal.code(), tonic::Code::FailedPrecondition);
     assert_eq!(reason(&refusal), "SOLD_OUT");
     assert_eq!(error_metadata(&refusal, "seats_left").as_deref(), Some("2"));

@@ -256,6 +256,7 @@ async fn bad_create_requests_are_refused_with_the_right_code_and_nothing_written
 
 #[tokio::test]
 async fn bad_input_to_the_other_rpcs_is_refused_and_nothing_written() {
+    // Arrange
     let app = spawn_app().await;
     let tour = create_tour(&app.pool, TourSpec::default()).await;
     let booking = create_ok(&app, booking_request(tour.tour_id)).await;
@@ -263,6 +264,7 @@ async fn bad_input_to_the_other_rpcs_is_refused_and_nothing_written() {
     let big = "x".repeat(MEGABYTE);
     let mut client = app.booking();
 
+    // Act
     for (what, id, code) in [
         ("malformed id", "nope".to_owned(), Code::InvalidArgument),
         ("empty id", String::new(), Code::InvalidArgument),
@@ -329,6 +331,7 @@ async fn bad_input_to_the_other_rpcs_is_refused_and_nothing_written() {
         assert_eq!(list.expect_err(what).code(), Code::InvalidArgument, "list tours: {what}");
     }
 
+    // Assert
     assert_eq!(write_counts(&app.pool).await, before, "nothing written");
     assert_eq!(get_booking(&app, &booking.id).await.status(), bookingd::proto::v1::BookingStatus::Pending);
     assert_healthy(&app.pool).await;
@@ -428,6 +431,7 @@ async fn refused_creations_write_nothing_to_audit_logs_on_either_path() {
 
 #[tokio::test]
 async fn a_failing_audit_write_does_not_hide_the_real_failure() {
+    // Arrange
     let app = spawn_app().await;
     let tour = create_tour(&app.pool, TourSpec { capacity: 1, ..TourSpec::default() }).await;
     sqlx::raw_sql(
@@ -443,8 +447,10 @@ async fn a_failing_audit_write_does_not_hide_the_real_failure() {
     .await
     .expect("break audit writes");
 
+    // Act
     let failure = app.booking().create_booking(booking_request(tour.tour_id)).await.expect_err("function error");
 
+    // Assert
     assert_eq!(failure.code(), Code::Internal);
     assert_eq!(reason(&failure), "INTERNAL");
     assert_healthy(&app.pool).await;

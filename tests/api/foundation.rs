@@ -31,9 +31,11 @@ async fn health_reports_serving_for_the_server_and_each_service() {
 
 #[tokio::test]
 async fn reflection_lists_the_three_booking_services() {
+    // Arrange
     let app = spawn_app().await;
     let mut client = ServerReflectionClient::new(app.channel.clone());
 
+    // Act
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -42,6 +44,7 @@ async fn reflection_lists_the_three_booking_services() {
         client.server_reflection_info(tokio_stream::once(request)).await.expect("reflection").into_inner();
     let response = responses.next().await.expect("one response").expect("ok response");
 
+    // Assert
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
         panic!("expected a service list, got {:?}", response.message_response);
     };
@@ -53,8 +56,10 @@ async fn reflection_lists_the_three_booking_services() {
 
 #[tokio::test]
 async fn migrations_and_the_demo_seed_are_idempotent() {
+    // Arrange
     let app = spawn_app().await;
 
+    // Act
     let first = db::seed::seed_demo_catalog(&app.pool).await.expect("first seed");
     let counts = || async {
         sqlx::query_as::<_, (i64, i64, i64, i64)>(
@@ -70,6 +75,7 @@ async fn migrations_and_the_demo_seed_are_idempotent() {
     let second = db::seed::seed_demo_catalog(&app.pool).await.expect("second seed");
     let after_second = counts().await;
 
+    // Assert
     assert!(first, "the first seed loads the catalog");
     assert!(!second, "the second seed loads nothing");
     assert_eq!(after_first, after_second);
@@ -85,12 +91,15 @@ async fn migrations_and_the_demo_seed_are_idempotent() {
 
 #[tokio::test]
 async fn the_database_functions_are_deployed_on_first_start_only() {
+    // Arrange
     let app = spawn_app().await;
     assert!(db::functions::state(&app.pool).await.expect("state").complete());
 
+    // Act
     db::functions::rollback(&app.pool, "test", "operator rolled back").await.expect("rollback");
     let again = db::functions::deploy_on_first_start(&app.pool, Default::default()).await.expect("second start");
 
+    // Assert
     assert!(!again, "a restart after a rollback must not redeploy");
     let state = db::functions::state(&app.pool).await.expect("state");
     assert!(!state.atomic_function && !state.restore_function && !state.trigger, "{state:?}");
@@ -98,10 +107,12 @@ async fn the_database_functions_are_deployed_on_first_start_only() {
 
 #[tokio::test]
 async fn an_unknown_method_answers_unimplemented() {
+    // Arrange
     let app = spawn_app().await;
     let mut grpc = tonic::client::Grpc::new(app.channel.clone());
     grpc.ready().await.expect("ready");
 
+    // Act
     let path = http::uri::PathAndQuery::from_static("/booking.v1.BookingService/NoSuchMethod");
     let codec = tonic_prost::ProstCodec::<proto::v1::GetBookingRequest, proto::v1::GetBookingResponse>::default();
     let status = grpc
@@ -109,6 +120,7 @@ async fn an_unknown_method_answers_unimplemented() {
         .await
         .expect_err("unknown method");
 
+    // Assert
     assert_eq!(status.code(), tonic::Code::Unimplemented);
 }
 

@@ -161,11 +161,14 @@ async fn check_sessions(pool: &PgPool, waiting_on_lock: bool) -> Vec<String> {
 
 #[tokio::test]
 async fn every_check_passes_on_a_healthy_database() {
+    // Arrange
     let app = spawn_app().await;
     healthy_catalog(&app.pool).await;
 
+    // Act
     let results = run_checks(&app, &[]).await;
 
+    // Assert
     let names: Vec<&str> = results.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(results.len(), bookingd::integrity::CHECKS.len(), "one result per check: {names:?}");
     for result in &results {
@@ -179,10 +182,12 @@ async fn every_check_passes_on_a_healthy_database() {
 
 #[tokio::test]
 async fn availability_consistency_fails_on_drift_even_on_a_tour_in_maintenance() {
+    // Arrange
     let app = spawn_app().await;
     let catalog = healthy_catalog(&app.pool).await;
     assert_status(&run_check(&app, "availability_consistency").await, CheckStatus::Pass);
 
+    // Act
     // two seats appear from nowhere on a paused tour: the runbook's query,
     // which looks at active tours only, would not see it
     sqlx::query("update tours set available_spots = available_spots + 2, status = 'maintenance' where id = $1")
@@ -192,6 +197,7 @@ async fn availability_consistency_fails_on_drift_even_on_a_tour_in_maintenance()
         .expect("drift");
     let drifted = run_check(&app, "availability_consistency").await;
 
+    // Assert
     assert_status(&drifted, CheckStatus::Fail);
     assert_eq!(drifted.violation_count, 1);
     assert_eq!(drifted.observed_value, Some(2.0));
@@ -200,6 +206,7 @@ async fn availability_consistency_fails_on_drift_even_on_a_tour_in_maintenance()
     assert_eq!(culprit["discrepancy"], 2, "booked seats exceed what the tour records");
     assert_eq!(culprit["status"], "maintenance");
 
+    // Cleanup: undo the damage, then the shared health check
     sqlx::query("update tours set available_spots = available_spots - 2, status = 'active' where id = $1")
         .bind(catalog.standalone_id)
         .execute(&app.pool)
@@ -211,6 +218,7 @@ async fn availability_consistency_fails_on_drift_even_on_a_tour_in_maintenance()
 
 #[tokio::test]
 async fn schedule_id_capture_passes_on_an_empty_window_and_fails_when_a_template_booking_lacks_it() {
+    // Arrange
     let app = spawn_app().await;
     let empty = run_check(&app, "schedule_id_capture").await;
     assert_status(&empty, CheckStatus::Pass);
@@ -221,6 +229,7 @@ async fn schedule_id_capture_passes_on_an_empty_window_and_fails_when_a_template
     assert_status(&healthy, CheckStatus::Pass);
     assert_eq!(healthy.observed_value, Some(100.0));
 
+    // Act
     sqlx::query("update bookings set schedule_id = null where id = $1")
         .bind(catalog.instance_pending)
         .execute(&app.pool)
@@ -228,11 +237,13 @@ async fn schedule_id_capture_passes_on_an_empty_window_and_fails_when_a_template
         .expect("lose the schedule id");
     let missing = run_check(&app, "schedule_id_capture").await;
 
+    // Assert
     assert_status(&missing, CheckStatus::Fail);
     assert_eq!(missing.violation_count, 1);
     assert_eq!(missing.observed_value, Some(66.67), "2 of 3 template bookings carry it");
     assert_eq!(sample_field(&samples(&missing)[0], "booking_id"), catalog.instance_pending.to_string());
 
+    // Cleanup: undo the damage, then the shared health check
     sqlx::query(
         "update bookings b set schedule_id = t.origin_schedule_id from tours t where t.id = b.tour_id and b.id = $1",
     )
@@ -245,10 +256,12 @@ async fn schedule_id_capture_passes_on_an_empty_window_and_fails_when_a_template
 
 #[tokio::test]
 async fn booking_reference_uniqueness_warns_without_its_constraint_and_fails_on_a_shared_reference() {
+    // Arrange
     let app = spawn_app().await;
     let catalog = healthy_catalog(&app.pool).await;
     assert_status(&run_check(&app, "booking_reference_uniqueness").await, CheckStatus::Pass);
 
+    // Act
     // The unique constraint makes duplicates impossible; the check exists for
     // databases where it went missing (a restore without constraints, a
     // hand-made migration), so the test removes it from its own database.
@@ -271,6 +284,7 @@ async fn booking_reference_uniqueness_warns_without_its_constraint_and_fails_on_
     .expect("duplicate a reference");
     let duplicated = run_check(&app, "booking_reference_uniqueness").await;
 
+    // Assert
     assert_status(&duplicated, CheckStatus::Fail);
     assert_eq!(duplicated.violation_count, 1);
     let culprit = &samples(&duplicated)[0];
@@ -279,6 +293,7 @@ async fn booking_reference_uniqueness_warns_without_its_constraint_and_fails_on_
     assert!(ids.contains(&catalog.standalone_confirmed.to_string().as_str()), "{culprit}");
     assert!(ids.contains(&catalog.instance_confirmed.to_string().as_str()), "{culprit}");
 
+    // Act + Assert
     sqlx::query("update bookings set booking_reference = $2 where id = $1")
         .bind(catalog.standalone_confirmed)
         .bind(original)
@@ -295,10 +310,12 @@ async fn booking_reference_uniqueness_warns_without_its_constraint_and_fails_on_
 
 #[tokio::test]
 async fn commission_accuracy_tolerates_one_cent_and_fails_beyond() {
+    // Arrange
     let app = spawn_app().await;
     let catalog = healthy_catalog(&app.pool).await;
     assert_status(&run_check(&app, "commission_accuracy").await, CheckStatus::Pass);
 
+    // Act
     let shift = |cents: i64, id: Uuid| {
         let pool = app.pool.clone();
         async move {
@@ -315,12 +332,14 @@ async fn commission_accuracy_tolerates_one_cent_and_fails_beyond() {
     shift(2, catalog.standalone_confirmed).await;
     let wrong = run_check(&app, "commission_accuracy").await;
 
+    // Assert
     assert_status(&wrong, CheckStatus::Fail);
     assert_eq!(wrong.violation_count, 1);
     let culprit = &samples(&wrong)[0];
     assert_eq!(sample_field(culprit, "booking_id"), catalog.standalone_confirmed.to_string());
     assert_eq!(culprit["commission_error"], 2);
 
+    // Cleanup: undo the damage, then the shared health check
     shift(-1, catalog.instance_confirmed).await;
     shift(-2, catalog.standalone_confirmed).await;
     assert_healthy(&app.pool).await;
@@ -328,10 +347,12 @@ async fn commission_accuracy_tolerates_one_cent_and_fails_beyond() {
 
 #[tokio::test]
 async fn negative_available_spots_fails_and_names_the_tour() {
+    // Arrange
     let app = spawn_app().await;
     let catalog = healthy_catalog(&app.pool).await;
     assert_status(&run_check(&app, "negative_available_spots").await, CheckStatus::Pass);
 
+    // Act
     // The schema refuses negative availability (tours_available_spots_non_negative).
     // To reproduce the runbook's corrupted database the test drops that
     // constraint in its own throwaway database.
@@ -346,6 +367,7 @@ async fn negative_available_spots_fails_and_names_the_tour() {
         .expect("oversell");
     let negative = run_check(&app, "negative_available_spots").await;
 
+    // Assert
     assert_status(&negative, CheckStatus::Fail);
     assert_eq!(negative.violation_count, 1);
     assert_eq!(negative.observed_value, Some(-2.0));
@@ -353,6 +375,7 @@ async fn negative_available_spots_fails_and_names_the_tour() {
     assert_eq!(sample_field(culprit, "tour_id"), catalog.standalone_id.to_string());
     assert_eq!(culprit["available_spots"], -2);
 
+    // Cleanup: undo the damage, then the shared health check
     sqlx::query("update tours set available_spots = 7 where id = $1")
         .bind(catalog.standalone_id)
         .execute(&app.pool)
@@ -363,6 +386,7 @@ async fn negative_available_spots_fails_and_names_the_tour() {
 
 #[tokio::test]
 async fn creation_failure_rate_warns_on_a_few_failures_and_fails_above_five_an_hour() {
+    // Arrange
     let app = spawn_app().await;
     healthy_catalog(&app.pool).await;
     let record_failures = |count: i32, age: &'static str| {
@@ -384,11 +408,13 @@ async fn creation_failure_rate_warns_on_a_few_failures_and_fails_above_five_an_h
     record_failures(10, "2 hours").await;
     assert_status(&run_check(&app, "creation_failure_rate").await, CheckStatus::Pass);
 
+    // Act
     record_failures(5, "1 minute").await;
     let few = run_check(&app, "creation_failure_rate").await;
     assert_status(&few, CheckStatus::Warn);
     assert_eq!(few.violation_count, 5);
 
+    // Assert
     record_failures(1, "0 seconds").await;
     let many = run_check(&app, "creation_failure_rate").await;
     assert_status(&many, CheckStatus::Fail);
@@ -400,6 +426,7 @@ async fn creation_failure_rate_warns_on_a_few_failures_and_fails_above_five_an_h
 
 #[tokio::test]
 async fn sold_out_refusals_are_reported_but_do_not_count_as_creation_failures() {
+    // Arrange
     let app = spawn_app().await;
     healthy_catalog(&app.pool).await;
     sqlx::query(
@@ -411,8 +438,10 @@ async fn sold_out_refusals_are_reported_but_do_not_count_as_creation_failures() 
     .await
     .expect("record refusals");
 
+    // Act
     let result = run_check(&app, "creation_failure_rate").await;
 
+    // Assert
     assert_status(&result, CheckStatus::Pass);
     assert_eq!(result.violation_count, 0);
     sqlx::query(
@@ -430,10 +459,12 @@ async fn sold_out_refusals_are_reported_but_do_not_count_as_creation_failures() 
 
 #[tokio::test]
 async fn journey_data_quality_fails_when_the_view_loses_a_template_booking_or_disappears() {
+    // Arrange
     let app = spawn_app().await;
     let catalog = healthy_catalog(&app.pool).await;
     assert_status(&run_check(&app, "journey_data_quality").await, CheckStatus::Pass);
 
+    // Act
     // The view as its runbook name suggests it (active tours only): a booking
     // on a tour put into maintenance vanishes from the customer's journey.
     sqlx::query(
@@ -456,6 +487,7 @@ async fn journey_data_quality_fails_when_the_view_loses_a_template_booking_or_di
         .expect("pause the instance");
     let hidden = run_check(&app, "journey_data_quality").await;
 
+    // Assert
     assert_status(&hidden, CheckStatus::Fail);
     assert_eq!(hidden.violation_count, 3, "all three template bookings (any status) are hidden");
     for sample in samples(&hidden) {
@@ -464,6 +496,7 @@ async fn journey_data_quality_fails_when_the_view_loses_a_template_booking_or_di
         assert_eq!(sample["view_row_missing"], true);
     }
 
+    // Act + Assert
     sqlx::query("drop view active_tours_with_operators").execute(&app.pool).await.expect("drop the view");
     let gone = run_check(&app, "journey_data_quality").await;
     assert_status(&gone, CheckStatus::Fail);
@@ -473,6 +506,7 @@ async fn journey_data_quality_fails_when_the_view_loses_a_template_booking_or_di
 
 #[tokio::test]
 async fn pre_deployment_fails_without_template_instances_or_without_the_enhanced_view() {
+    // Arrange
     let app = spawn_app().await;
     let empty = run_check(&app, "pre_deployment").await;
     assert_status(&empty, CheckStatus::Fail);
@@ -482,9 +516,11 @@ async fn pre_deployment_fails_without_template_instances_or_without_the_enhanced
     healthy_catalog(&app.pool).await;
     assert_status(&run_check(&app, "pre_deployment").await, CheckStatus::Pass);
 
+    // Act
     sqlx::query("drop view active_tours_with_operators").execute(&app.pool).await.expect("drop the view");
     let no_view = run_check(&app, "pre_deployment").await;
 
+    // Assert
     assert_status(&no_view, CheckStatus::Fail);
     assert_eq!(no_view.violation_count, 1);
     let first = &samples(&no_view)[0];
@@ -495,10 +531,12 @@ async fn pre_deployment_fails_without_template_instances_or_without_the_enhanced
 
 #[tokio::test]
 async fn post_deployment_fails_after_a_rollback_or_with_the_trigger_disabled() {
+    // Arrange
     let app = spawn_app().await;
     healthy_catalog(&app.pool).await;
     assert_status(&run_check(&app, "post_deployment").await, CheckStatus::Pass);
 
+    // Act
     db::functions::rollback(&app.pool, "integrity-test", "post_deployment check").await.expect("rollback");
     let rolled_back = run_check(&app, "post_deployment").await;
     assert_status(&rolled_back, CheckStatus::Fail);
@@ -511,6 +549,7 @@ async fn post_deployment_fails_after_a_rollback_or_with_the_trigger_disabled() {
     assert!(missing.contains(&"create_booking_atomic".to_owned()), "{missing:?}");
     assert!(missing.contains(&"restore_availability_trigger".to_owned()), "{missing:?}");
 
+    // Assert
     db::functions::deploy(&app.pool, "integrity-test", "post_deployment check").await.expect("redeploy");
     assert_status(&run_check(&app, "post_deployment").await, CheckStatus::Pass);
     sqlx::query("alter table bookings disable trigger restore_availability_trigger")
@@ -526,12 +565,15 @@ async fn post_deployment_fails_after_a_rollback_or_with_the_trigger_disabled() {
 
 #[tokio::test]
 async fn booking_performance_warns_without_bookings_and_reports_bookings_per_hour() {
+    // Arrange
     let app = spawn_app().await;
     assert_status(&run_check(&app, "booking_performance").await, CheckStatus::Warn);
 
+    // Act
     healthy_catalog(&app.pool).await;
     let busy = run_check(&app, "booking_performance").await;
 
+    // Assert
     assert_status(&busy, CheckStatus::Pass);
     let per_hour = busy.observed_value.expect("bookings per hour");
     assert!((per_hour - 4.0 / 24.0).abs() < 1e-9, "4 bookings over 24 h, got {per_hour}");
@@ -542,6 +584,7 @@ async fn booking_performance_warns_without_bookings_and_reports_bookings_per_hou
 
 #[tokio::test]
 async fn trigger_activity_reports_the_mean_interval_between_restorations() {
+    // Arrange
     let app = spawn_app().await;
     healthy_catalog(&app.pool).await;
     let one = run_check(&app, "trigger_activity").await;
@@ -549,6 +592,7 @@ async fn trigger_activity_reports_the_mean_interval_between_restorations() {
     assert_eq!(samples(&one).len(), 1, "the catalog's cancellation went through the trigger");
     assert_eq!(one.observed_value, None, "no interval with a single restoration");
 
+    // Act
     // One statement, one now(): restorations 90 s, 60 s and 30 s ago (the
     // trigger's row moved to the last), and one older than the window.
     sqlx::query(
@@ -566,6 +610,7 @@ async fn trigger_activity_reports_the_mean_interval_between_restorations() {
     .expect("restorations");
     let three = run_check(&app, "trigger_activity").await;
 
+    // Assert
     assert_status(&three, CheckStatus::Pass);
     assert_eq!(samples(&three).len(), 3);
     let mean = three.observed_value.expect("mean interval");
@@ -575,12 +620,14 @@ async fn trigger_activity_reports_the_mean_interval_between_restorations() {
 
 #[tokio::test]
 async fn flag_state_warns_when_the_atomic_path_is_selected_but_not_deployed() {
+    // Arrange
     let app = spawn_app().await;
     healthy_catalog(&app.pool).await;
     let default = run_check(&app, "flag_state").await;
     assert_status(&default, CheckStatus::Pass);
     assert!(default.message.contains("atomic") && default.message.contains("default"), "{}", default.message);
 
+    // Act
     sqlx::query(
         "insert into feature_flags (key, enabled, updated_by) values ('use_legacy_booking_service', false, 'test')",
     )
@@ -590,12 +637,14 @@ async fn flag_state_warns_when_the_atomic_path_is_selected_but_not_deployed() {
     db::functions::rollback(&app.pool, "integrity-test", "flag_state check").await.expect("rollback");
     let degraded = run_check(&app, "flag_state").await;
 
+    // Assert
     assert_status(&degraded, CheckStatus::Warn);
     assert!(degraded.message.starts_with("degraded: legacy fallback in use"), "{}", degraded.message);
     let state = &samples(&degraded)[0];
     assert_eq!(state["stored_enabled"], false);
     assert_eq!(state["atomic_function"], false);
 
+    // Act + Assert
     sqlx::query("update feature_flags set enabled = true where key = 'use_legacy_booking_service'")
         .execute(&app.pool)
         .await
@@ -608,6 +657,7 @@ async fn flag_state_warns_when_the_atomic_path_is_selected_but_not_deployed() {
 
 #[tokio::test]
 async fn results_stream_as_each_check_finishes() {
+    // Arrange
     let app = spawn_app_with(|settings| {
         settings.check_lock_timeout = Duration::from_secs(60);
         settings.check_statement_timeout = Duration::from_secs(60);
@@ -616,6 +666,7 @@ async fn results_stream_as_each_check_finishes() {
     healthy_catalog(&app.pool).await;
     let lock = lock_table(&app.pool, "feature_flags").await;
 
+    // Act
     let request =
         RunChecksRequest { checks: vec!["flag_state".into(), "booking_reference_uniqueness".into()], max_samples: 0 };
     let mut stream = app.integrity().run_checks(request).await.expect("RunChecks").into_inner();
@@ -629,6 +680,7 @@ async fn results_stream_as_each_check_finishes() {
         .expect("first item")
         .expect("a first result");
 
+    // Assert
     assert_eq!(first.name, "booking_reference_uniqueness");
     assert_eq!(
         check_sessions(&app.pool, true).await,
@@ -645,6 +697,7 @@ async fn results_stream_as_each_check_finishes() {
 
 #[tokio::test]
 async fn cancelling_a_watch_cancels_its_query_on_the_database() {
+    // Arrange
     let app = spawn_app_with(|settings| {
         settings.check_lock_timeout = Duration::from_secs(60);
         settings.check_statement_timeout = Duration::from_secs(60);
@@ -663,8 +716,10 @@ async fn cancelling_a_watch_cancels_its_query_on_the_database() {
     })
     .await;
 
+    // Act
     drop(stream);
 
+    // Assert
     // The lock is still held, so the query cannot have finished by itself
     // (its timeouts are a minute): only a cancellation ends it this soon.
     wait_until("no check session is left on the database", Duration::from_secs(10), || async {
@@ -677,13 +732,16 @@ async fn cancelling_a_watch_cancels_its_query_on_the_database() {
 
 #[tokio::test]
 async fn a_check_that_cannot_run_reports_error_and_the_others_still_report() {
+    // Arrange
     let app = spawn_app_with(|settings| settings.check_lock_timeout = Duration::from_millis(200)).await;
     healthy_catalog(&app.pool).await;
     let lock = lock_table(&app.pool, "feature_flags").await;
 
+    // Act
     let results = run_checks(&app, &[]).await;
     lock.rollback().await.expect("release the lock");
 
+    // Assert
     assert_eq!(results.len(), bookingd::integrity::CHECKS.len());
     for result in &results {
         if result.name == "flag_state" {
@@ -698,6 +756,7 @@ async fn a_check_that_cannot_run_reports_error_and_the_others_still_report() {
 
 #[tokio::test]
 async fn a_watch_reruns_its_checks_every_interval_and_numbers_the_rounds() {
+    // Arrange
     // a request deadline shorter than the watch: it must not cut the stream
     let app = spawn_app_with(|settings| settings.request_timeout = Duration::from_millis(300)).await;
     let request = WatchChecksRequest {
@@ -707,32 +766,39 @@ async fn a_watch_reruns_its_checks_every_interval_and_numbers_the_rounds() {
     };
     let mut stream = app.integrity().watch_checks(request).await.expect("WatchChecks").into_inner();
 
+    // Act
     let mut rounds = Vec::new();
     while rounds.len() < 6 {
         let result = stream.message().await.expect("stream item").expect("the watch goes on");
         rounds.push(result.round);
     }
 
+    // Assert
     assert_eq!(rounds, [1, 1, 2, 2, 3, 3]);
 }
 
 #[tokio::test]
 async fn stopping_the_server_ends_an_open_watch_with_unavailable() {
+    // Arrange
     let app = spawn_app().await;
     let request = WatchChecksRequest { checks: vec!["flag_state".into()], max_samples: 0, interval: None };
     let mut stream = app.integrity().watch_checks(request).await.expect("WatchChecks").into_inner();
     stream.message().await.expect("first item").expect("first round");
 
+    // Act
     tokio::time::timeout(Duration::from_secs(10), app.stop()).await.expect("shutdown is not held by the watch");
     let ended = stream.message().await.expect_err("the watch ends with a status");
 
+    // Assert
     assert_eq!(ended.code(), Code::Unavailable);
 }
 
 #[tokio::test]
 async fn unknown_check_names_are_refused_before_any_work() {
+    // Arrange
     let app = spawn_app().await;
 
+    // Act
     let refused = app
         .integrity()
         .run_checks(RunChecksRequest {
@@ -742,6 +808,7 @@ async fn unknown_check_names_are_refused_before_any_work() {
         .await
         .expect_err("unknown check");
 
+    // Assert
     assert_eq!(refused.code(), Code::InvalidArgument);
     assert!(refused.message().contains("no_such_check"), "{}", refused.message());
     for valid in bookingd::integrity::checks::names() {
@@ -751,6 +818,7 @@ async fn unknown_check_names_are_refused_before_any_work() {
     assert_eq!(details.error_info().expect("error info").reason, "UNKNOWN_CHECK");
     assert_eq!(details.bad_request().expect("bad request").field_violations[0].field, "checks");
 
+    // Act + Assert
     let too_fast = app
         .integrity()
         .watch_checks(WatchChecksRequest {
@@ -776,9 +844,11 @@ async fn bookingctl_check(app: &TestApp, extra: &[&str]) -> (Option<i32>, String
 
 #[tokio::test]
 async fn bookingctl_check_prints_one_json_line_per_check_and_exits_non_zero_on_a_failure() {
+    // Arrange
     let app = spawn_app().await;
     let catalog = healthy_catalog(&app.pool).await;
 
+    // Act + Assert
     let (healthy_code, healthy_output) = bookingctl_check(&app, &["--json"]).await;
     assert_eq!(healthy_code, Some(0), "{healthy_output}");
     let lines: Vec<Value> =
@@ -786,6 +856,7 @@ async fn bookingctl_check_prints_one_json_line_per_check_and_exits_non_zero_on_a
     assert_eq!(lines.len(), bookingd::integrity::CHECKS.len());
     assert!(lines.iter().all(|line| line["status"] == "PASS"), "{healthy_output}");
 
+    // Act
     sqlx::query("update tours set available_spots = available_spots + 1 where id = $1")
         .bind(catalog.standalone_id)
         .execute(&app.pool)
@@ -793,11 +864,13 @@ async fn bookingctl_check_prints_one_json_line_per_check_and_exits_non_zero_on_a
         .expect("drift");
     let (failed_code, table) = bookingctl_check(&app, &["--check", "availability_consistency"]).await;
 
+    // Assert
     assert_eq!(failed_code, Some(1), "{table}");
     let row = table.lines().find(|line| line.starts_with("availability_consistency")).expect("the check's row");
     assert!(row.contains("FAIL"), "{table}");
     assert!(table.contains(&catalog.standalone_id.to_string()), "the sample names the tour:\n{table}");
 
+    // Cleanup: undo the damage, then the shared health check
     sqlx::query("update tours set available_spots = available_spots - 1 where id = $1")
         .bind(catalog.standalone_id)
         .execute(&app.pool)
@@ -835,7 +908,7 @@ async fn expired_holds_fails_while_a_lapsed_hold_keeps_its_seats_and_passes_once
     assert!(stuck.observed_value.expect("oldest lapse") >= 600.0, "{stuck:?}");
     assert_eq!(sample_field(&samples(&stuck)[0], "booking_id"), catalog.instance_pending.to_string());
 
-    // a replica with a working sweeper releases it, and the check passes
+    // Act + Assert: a replica with a working sweeper releases it, and the check passes
     let sweeping =
         crate::helpers::spawn_app_on(&app.database_url, |s| s.hold_sweep_interval = Duration::from_millis(100)).await;
     wait_until("the lapsed hold expired by the sweeper", Duration::from_secs(20), || async {

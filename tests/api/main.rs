@@ -23,5 +23,6 @@ mod idempotency;
 mod integrity;
 mod otlp_collector;
 mod replicas;
+mod support_tools;
 mod telemetry;
 mod tls;

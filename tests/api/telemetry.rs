@@ -84,10 +84,12 @@ fn get_booking_request() -> GetBookingRequest {
 
 #[tokio::test]
 async fn every_rpc_gets_one_server_span_with_the_rpc_attributes_and_its_status_code() {
+    // Arrange
     let telemetry = telemetry();
     let app = spawn_app().await;
     let mut reflection = ServerReflectionClient::new(app.channel.clone());
 
+    // Act
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -97,6 +99,7 @@ async fn every_rpc_gets_one_server_span_with_the_rpc_attributes_and_its_status_c
     let mut stream = response.into_inner();
     while stream.next().await.transpose().expect("reflection stream").is_some() {}
 
+    // Assert
     let spans = trace_with_server_span(&telemetry.received, &trace_id).await;
     let server = server_spans(&spans);
     assert_eq!(server.len(), 1, "one server span per RPC: {server:?}");
@@ -114,12 +117,15 @@ async fn every_rpc_gets_one_server_span_with_the_rpc_attributes_and_its_status_c
 
 #[tokio::test]
 async fn a_unary_rpc_span_records_the_status_code_the_caller_received() {
+    // Arrange
     let telemetry = telemetry();
     let app = spawn_app().await;
     let caller = CallerTrace::new();
 
+    // Act
     let status = get_missing_booking(&app, caller.request(get_booking_request())).await;
 
+    // Assert
     let spans = trace_with_server_span(&telemetry.received, &caller.trace_id).await;
     let span = server_spans(&spans)[0];
     assert_eq!(span.name, "booking.v1.BookingService/GetBooking");
@@ -131,13 +137,16 @@ async fn a_unary_rpc_span_records_the_status_code_the_caller_received() {
 
 #[tokio::test]
 async fn a_refused_call_has_a_server_span_without_an_enduser() {
+    // Arrange
     let telemetry = telemetry();
     let app = spawn_app().await;
     let caller = CallerTrace::new();
 
+    // Act
     let status =
         app.admin_as(crate::helpers::TEST_BOOKING_TOKEN).get_flag(caller.request(GetFlagRequest::default())).await;
 
+    // Assert
     let spans = trace_with_server_span(&telemetry.received, &caller.trace_id).await;
     let span = server_spans(&spans)[0];
     assert_eq!(status.expect_err("booking client").code(), tonic::Code::PermissionDenied);
@@ -147,14 +156,17 @@ async fn a_refused_call_has_a_server_span_without_an_enduser() {
 
 #[tokio::test]
 async fn a_callers_traceparent_is_continued_and_its_trace_id_returned() {
+    // Arrange
     let telemetry = telemetry();
     let app = spawn_app().await;
     let caller = CallerTrace::new();
     let mut request = caller.request(get_booking_request());
     request.metadata_mut().insert("tracestate", "rojo=00f067aa0ba902b7".parse().expect("ascii"));
 
+    // Act
     let status = get_missing_booking(&app, request).await;
 
+    // Assert
     assert_eq!(trace_id_header(status.metadata()), caller.trace_id_hex());
     let spans = trace_with_server_span(&telemetry.received, &caller.trace_id).await;
     let span = server_spans(&spans)[0];
@@ -164,16 +176,19 @@ async fn a_callers_traceparent_is_continued_and_its_trace_id_returned() {
 
 #[tokio::test]
 async fn a_refused_admin_call_is_an_error_span_with_grpc_status_16() {
+    // Arrange
     let telemetry = telemetry();
     let app = spawn_app().await;
     let caller = CallerTrace::new();
 
+    // Act
     let status = app
         .admin_without_token()
         .get_flag(caller.request(GetFlagRequest { key: String::new() }))
         .await
         .expect_err("no token, no admin");
 
+    // Assert
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
     assert_eq!(trace_id_header(status.metadata()), caller.trace_id_hex());
     let spans = trace_with_server_span(&telemetry.received, &caller.trace_id).await;
@@ -185,15 +200,18 @@ async fn a_refused_admin_call_is_an_error_span_with_grpc_status_16() {
 
 #[tokio::test]
 async fn health_checks_make_no_spans() {
+    // Arrange
     let telemetry = telemetry();
     let app = spawn_app().await;
     let caller = CallerTrace::new();
 
+    // Act
     app.health().check(caller.request(HealthCheckRequest { service: String::new() })).await.expect("health");
     // a traced call in the same trace, after it: once its span has arrived,
     // the health check's would have too (spans are exported in end order)
     get_missing_booking(&app, caller.request(get_booking_request())).await;
 
+    // Assert
     let spans = trace_with_server_span(&telemetry.received, &caller.trace_id).await;
     let servers: Vec<&str> = server_spans(&spans).iter().map(|span| span.name.as_str()).collect();
     assert_eq!(servers, ["booking.v1.BookingService/GetBooking"], "no health span: {:?}", names(&spans));
@@ -201,12 +219,15 @@ async fn health_checks_make_no_spans() {
 
 #[tokio::test]
 async fn log_lines_carry_the_trace_and_span_id_of_the_request() {
+    // Arrange
     let telemetry = telemetry();
     let app = spawn_app().await;
     let caller = CallerTrace::new();
 
+    // Act
     let _ = app.admin_without_token().get_flag(caller.request(GetFlagRequest { key: String::new() })).await;
 
+    // Assert
     let spans = trace_with_server_span(&telemetry.received, &caller.trace_id).await;
     let server_span_id = hex::encode(&server_spans(&spans)[0].span_id);
     let refusal = telemetry
@@ -255,6 +276,7 @@ async fn personal_data_in_a_request_reaches_neither_spans_nor_logs() {
 
 #[tokio::test]
 async fn personal_data_that_slips_into_an_event_is_masked_in_the_log_line_and_the_exported_span() {
+    // Arrange
     let telemetry = telemetry();
     let caller = CallerTrace::new();
     let email = format!("ana.{}@example.com", uuid::Uuid::new_v4().simple());
@@ -267,6 +289,7 @@ async fn personal_data_that_slips_into_an_event_is_masked_in_the_log_line_and_th
         TraceState::default(),
     ));
 
+    // Act
     {
         let span = tracing::info_span!("test.contact", otel.kind = "server", customer = %email);
         span.set_parent(parent).expect("the OpenTelemetry layer is installed");
@@ -274,6 +297,7 @@ async fn personal_data_that_slips_into_an_event_is_masked_in_the_log_line_and_th
         tracing::info!(customer_whatsapp = %phone, "careless log line with {email}");
     }
 
+    // Assert
     let spans = trace_with_server_span(&telemetry.received, &caller.trace_id).await;
     let text = all_text(&spans[0]);
     assert!(text.contains("[email]") && text.contains("[phone]"), "masked values are exported: {text}");
@@ -291,11 +315,14 @@ async fn personal_data_that_slips_into_an_event_is_masked_in_the_log_line_and_th
 
 #[tokio::test]
 async fn rpc_latency_is_exported_as_a_histogram_by_service_method_and_status() {
+    // Arrange
     let telemetry = telemetry();
     let app = spawn_app().await;
 
+    // Act
     let _ = app.admin_without_token().list_flag_changes(ListFlagChangesRequest::default()).await;
 
+    // Assert
     wait_until("rpc.server.duration for ListFlagChanges reaches the collector", EXPORT_DEADLINE, || async {
         telemetry.received.metrics_named("rpc.server.duration").iter().any(|metric| {
             assert_eq!(metric.unit, "ms");
@@ -403,15 +430,18 @@ async fn a_create_booking_trace_shows_the_code_path_the_flag_and_the_database_ca
 
 #[tokio::test]
 async fn a_sold_out_booking_is_an_error_on_the_server_span_and_on_booking_create() {
+    // Arrange
     let telemetry = telemetry();
     let app = spawn_app().await;
     let tour = create_tour(&app.pool, TourSpec { capacity: 1, ..TourSpec::default() }).await;
     app.booking().create_booking(booking_request(tour.tour_id)).await.expect("the last seat");
     let caller = CallerTrace::new();
 
+    // Act
     let status =
         app.booking().create_booking(caller.request(booking_request(tour.tour_id))).await.expect_err("sold out");
 
+    // Assert
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     assert_eq!(trace_id_header(status.metadata()), caller.trace_id_hex());
     let spans = booking_trace(&telemetry.received, &caller.trace_id).await;
@@ -427,13 +457,16 @@ async fn a_sold_out_booking_is_an_error_on_the_server_span_and_on_booking_create
 
 #[tokio::test]
 async fn a_pinned_legacy_path_shows_in_the_trace_with_its_environment_flag() {
+    // Arrange
     let telemetry = telemetry();
     let app = spawn_app_with(|settings| settings.use_legacy_booking_service = Some(true)).await;
     let tour = create_tour(&app.pool, TourSpec::default()).await;
     let caller = CallerTrace::new();
 
+    // Act
     app.booking().create_booking(caller.request(booking_request(tour.tour_id))).await.expect("created");
 
+    // Assert
     let spans = booking_trace(&telemetry.received, &caller.trace_id).await;
     let create = one_child(&spans, server_spans(&spans)[0], "booking.create");
     assert_eq!(string_attribute(&create.attributes, "booking.code_path"), Some("legacy"));
@@ -452,6 +485,7 @@ async fn a_pinned_legacy_path_shows_in_the_trace_with_its_environment_flag() {
 
 #[tokio::test]
 async fn a_fallback_to_legacy_after_the_functions_are_dropped_is_a_span_with_its_reason() {
+    // Arrange
     let telemetry = telemetry();
     let app = spawn_app().await;
     let tour = create_tour(&app.pool, TourSpec::default()).await;
@@ -461,8 +495,10 @@ async fn a_fallback_to_legacy_after_the_functions_are_dropped_is_a_span_with_its
         .expect("rollback");
     let caller = CallerTrace::new();
 
+    // Act
     app.booking().create_booking(caller.request(booking_request(tour.tour_id))).await.expect("served by legacy");
 
+    // Assert
     let spans = booking_trace(&telemetry.received, &caller.trace_id).await;
     let create = one_child(&spans, server_spans(&spans)[0], "booking.create");
     assert_eq!(string_attribute(&create.attributes, "booking.code_path"), Some("legacy"));
@@ -474,13 +510,16 @@ async fn a_fallback_to_legacy_after_the_functions_are_dropped_is_a_span_with_its
 
 #[tokio::test]
 async fn bookings_are_counted_by_code_path_and_outcome() {
+    // Arrange
     let telemetry = telemetry();
     let app = spawn_app_with(|settings| settings.use_legacy_booking_service = Some(true)).await;
     let tour = create_tour(&app.pool, TourSpec { capacity: 1, ..TourSpec::default() }).await;
 
+    // Act
     app.booking().create_booking(booking_request(tour.tour_id)).await.expect("the last seat");
     app.booking().create_booking(booking_request(tour.tour_id)).await.expect_err("sold out");
 
+    // Assert
     for outcome in ["created", "sold_out"] {
         wait_until(
             &format!("bookingd.bookings{{legacy, {outcome}}} reaches the collector"),
