@@ -133,6 +133,19 @@ pub struct Settings {
     #[arg(long, env = "BOOKINGD_CHECK_CONCURRENCY", default_value_t = 4)]
     pub check_concurrency: usize,
 
+    /// Group commit: atomic-path bookings that arrive while a booking call is in flight share one database
+    /// call and one commit (false: one call per booking).
+    #[arg(long, env = "BOOKINGD_BATCH_BOOKINGS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub batch_bookings: bool,
+
+    /// Most bookings in one batch (1 to 64).
+    #[arg(long, env = "BOOKINGD_BATCH_MAX_SIZE", default_value_t = 64)]
+    pub batch_max_size: usize,
+
+    /// Batches in flight at once, each on its own connection; a tour always uses the same lane.
+    #[arg(long, env = "BOOKINGD_BATCH_LANES", default_value_t = 4)]
+    pub batch_lanes: usize,
+
     /// The integer settings these durations replaced, accepted for one release.
     #[command(flatten)]
     pub deprecated: DeprecatedSettings,
@@ -318,6 +331,12 @@ impl Settings {
 
     pub fn validate(&self) -> Result<(), String> {
         self.check_transport()?;
+        if !(1..=crate::booking::batch::MAX_BATCH_SIZE).contains(&self.batch_max_size) {
+            return Err(format!("batch max size must be between 1 and {}", crate::booking::batch::MAX_BATCH_SIZE));
+        }
+        if self.batch_lanes < 1 || self.batch_lanes as u32 >= self.db_max_connections {
+            return Err("batch lanes must be at least 1 and fewer than the database pool's connections".into());
+        }
         if self.max_seats_per_booking < 1 {
             return Err("max seats per booking must be at least 1".into());
         }

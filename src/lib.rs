@@ -22,6 +22,7 @@
 //!   the single domain-error → `tonic::Status` table.
 //! - [`telemetry`]: tracing subscriber and OpenTelemetry export.
 //! - [`page`]: pagination for every list (sizes, signed page tokens).
+//! - [`periodic`]: background work on an interval until the server stops.
 //! - [`proto`]: generated code for `booking.v1`.
 //! - [`reason`]: the one rule for an operator's (or caller's) reason.
 
@@ -37,6 +38,7 @@ pub mod flags;
 pub mod grpc;
 pub mod integrity;
 pub mod page;
+pub mod periodic;
 pub mod proto;
 pub mod reason;
 pub mod startup;

@@ -13,7 +13,11 @@ use tonic::transport::Server;
 
 use crate::{
     auth::{Authenticator, PrincipalConfigError, Sources},
-    booking::{self, AtomicPathStatus, Bookings, types::BookingRules},
+    booking::{
+        self, AtomicPathStatus, Bookings,
+        batch::{BatchSettings, Batcher},
+        types::BookingRules,
+    },
     config::Settings,
     db::{self, DbSetupError},
     flags::Flags,
@@ -202,7 +206,11 @@ async fn start_bookings(
     let atomic_path = AtomicPathStatus::new();
     // know the truth before the first request, not a probe interval later
     atomic_path.probe(pool).await;
-    let bookings = Bookings::new(pool.clone(), flags, rules, atomic_path.clone());
+    let batcher = settings.batch_bookings.then(|| {
+        let batch = BatchSettings { max_size: settings.batch_max_size, lanes: settings.batch_lanes };
+        Batcher::start(pool.clone(), batch, stop.clone(), background)
+    });
+    let bookings = Bookings::new(pool.clone(), flags, rules, atomic_path.clone(), batcher);
 
     let mut changes = atomic_path.subscribe();
     let available_now = changes.borrow_and_update().available;

@@ -2,10 +2,18 @@
 //! locks the tour, re-checks the idempotency key under the lock, checks and
 //! decrements availability and inserts the booking in one statement.
 //!
+//! The call is a cached prepared statement (one round trip, no parse per
+//! booking). A statement cached before the functions were dropped and
+//! redeployed can go stale ("cache lookup failed for function"); the call
+//! wrote nothing then, so the connection's cached statements are dropped and
+//! the call is made once more, re-prepared: a redeploy never fails a booking.
+//!
 //! The SQLSTATEs it raises are mapped to domain errors here, next to the call.
 
-use serde_json::json;
+use serde::Serialize;
+use sqlx::{PgConnection, types::Json};
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::booking::{
     error::BookingError,
@@ -13,7 +21,7 @@ use crate::booking::{
     store::{BookingRow, db_span},
     types::{Booking, Created},
 };
-use crate::db::error::sqlstate;
+use crate::db::error::{self as db_error, sqlstate};
 
 /// Why the atomic path did not produce an answer.
 #[derive(Debug)]
@@ -47,50 +55,101 @@ async fn attempt(
     prepared: &PreparedBooking,
     booking_reference: &str,
 ) -> Result<Created, AttemptError<AtomicFailure>> {
-    // not a persistent prepared statement: a plan cached on a connection
-    // before the runbook's rollback kept pointing at the dropped function's
-    // oid after a redeploy ("cache lookup failed for function")
-    let called = sqlx::query_as::<_, BookingRow>("select * from create_booking_atomic($1, $2)")
-        .persistent(false)
-        .bind(payload(prepared, booking_reference))
-        .bind(prepared.request.user_id)
-        .fetch_one(pool)
-        .instrument(db_span("create_booking_atomic"))
-        .await;
+    let payload = Payload::new(prepared, booking_reference);
+    let mut conn =
+        pool.acquire().await.map_err(|e| BookingError::from_db("acquiring a connection for a booking", e))?;
+    let user_id = prepared.request.user_id;
+    let mut called = call(&mut conn, &payload, user_id).await;
+    if let Err(error) = &called
+        && dropped_stale_statements(&mut conn, "create_booking_atomic", error).await
+    {
+        called = call(&mut conn, &payload, user_id).await;
+    }
+    drop(conn);
     match called {
-        Ok(row) => {
-            let booking = Booking::try_from(row)?;
-            // the function answers a known key with the booking it made before
-            if booking.id == prepared.id {
-                Ok(Created { booking, replayed: false })
-            } else {
-                Ok(prepared.replay(booking)?)
-            }
-        }
+        Ok(row) => Ok(answer(prepared, Booking::try_from(row)?)?),
         Err(error) => Err(AttemptError::collision(&error)
             .unwrap_or_else(|| AttemptError::Failed(classify(error, prepared.request.seats.total())))),
     }
 }
 
+async fn call(
+    conn: &mut PgConnection,
+    payload: &Payload<'_>,
+    user_id: Option<Uuid>,
+) -> Result<BookingRow, sqlx::Error> {
+    sqlx::query_as::<_, BookingRow>("select * from create_booking_atomic($1, $2)")
+        .bind(Json(payload))
+        .bind(user_id)
+        .fetch_one(conn)
+        .instrument(db_span("create_booking_atomic"))
+        .await
+}
+
+/// When `error` says a cached statement went stale (the functions were
+/// redeployed under it), drops the connection's cached statements and
+/// returns true: the same call, made again, is re-prepared. Only for calls
+/// that write nothing when they fail this way (one statement, autocommit).
+pub(crate) async fn dropped_stale_statements(conn: &mut PgConnection, what: &'static str, error: &sqlx::Error) -> bool {
+    if !db_error::is_stale_cached_statement(error) {
+        return false;
+    }
+    tracing::info!(statement = what, %error, "cached statement went stale (functions redeployed); re-preparing");
+    match sqlx::Connection::clear_cached_statements(conn).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(%error, "could not drop the cached statements");
+            false
+        }
+    }
+}
+
+/// The function answers a known key with the booking it made before.
+pub(crate) fn answer(prepared: &PreparedBooking, booking: Booking) -> Result<Created, BookingError> {
+    if booking.id == prepared.id { Ok(Created { booking, replayed: false }) } else { prepared.replay(booking) }
+}
+
 /// The JSONB argument: the app chooses id, reference and hold so both paths
-/// produce the same booking from the same request.
-fn payload(prepared: &PreparedBooking, booking_reference: &str) -> serde_json::Value {
-    let request = &prepared.request;
-    json!({
-        "id": prepared.id.0,
-        "booking_reference": booking_reference,
-        "request_id": request.request_id.as_str(),
-        // idempotency keys are per principal; the function scopes its lookup by it
-        "created_by": request.created_by,
-        "request_fingerprint": prepared.fingerprint,
-        "tour_id": request.tour_id.0,
-        "num_adults": request.seats.adults(),
-        "num_children": request.seats.children(),
-        "customer_name": request.customer_name.as_str(),
-        "customer_email": request.contact.email().map(|e| e.as_str()),
-        "customer_whatsapp": request.contact.whatsapp().map(|w| w.as_str()),
-        "hold_expires_at": prepared.hold_expires_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-    })
+/// produce the same booking from the same request. Serialized straight into
+/// the bind buffer (no intermediate JSON value).
+#[derive(Debug, Serialize)]
+pub(crate) struct Payload<'a> {
+    id: Uuid,
+    booking_reference: &'a str,
+    request_id: &'a str,
+    /// Idempotency keys are per principal; the function scopes its lookup by it.
+    created_by: &'a str,
+    request_fingerprint: &'a str,
+    tour_id: Uuid,
+    num_adults: i32,
+    num_children: i32,
+    customer_name: &'a str,
+    customer_email: Option<&'a str>,
+    customer_whatsapp: Option<&'a str>,
+    hold_expires_at: String,
+    /// Read by the batch function only (the single call binds it as `$2`).
+    user_id: Option<Uuid>,
+}
+
+impl<'a> Payload<'a> {
+    pub(crate) fn new(prepared: &'a PreparedBooking, booking_reference: &'a str) -> Self {
+        let request = &prepared.request;
+        Payload {
+            id: prepared.id.0,
+            booking_reference,
+            request_id: request.request_id.as_str(),
+            created_by: &request.created_by,
+            request_fingerprint: &prepared.fingerprint,
+            tour_id: request.tour_id.0,
+            num_adults: request.seats.adults(),
+            num_children: request.seats.children(),
+            customer_name: request.customer_name.as_str(),
+            customer_email: request.contact.email().map(|e| e.as_str()),
+            customer_whatsapp: request.contact.whatsapp().map(|w| w.as_str()),
+            hold_expires_at: prepared.hold_expires_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            user_id: request.user_id,
+        }
+    }
 }
 
 /// The function's SQLSTATEs (see migrations/functions/database_enhancements.sql).
@@ -99,26 +158,33 @@ fn classify(error: sqlx::Error, requested: i32) -> AtomicFailure {
         return BookingError::from_db("calling create_booking_atomic", error).into();
     };
     let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-    let detail = db
-        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-        .and_then(|pg| pg.detail())
-        .map(str::to_owned)
-        .unwrap_or_default();
-    let refused = match code.as_str() {
+    match code.as_str() {
         // a missing function (or signature): the runbook's rollback ran
         sqlstate::UNDEFINED_FUNCTION => return AtomicFailure::PathUnavailable(db.message().to_owned()),
-        // the function was dropped between planning and execution
-        "XX000" if db.message().starts_with("cache lookup failed for function") => {
+        // still stale after re-preparing: the function was dropped between planning and execution
+        _ if db_error::is_stale_cached_statement(&error) => {
             return AtomicFailure::Interrupted(db.message().to_owned());
         }
+        _ => {}
+    }
+    let detail = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|pg| pg.detail()).unwrap_or("");
+    match refusal(&code, detail, requested) {
+        Some(refused) => AtomicFailure::Refused(refused),
+        None => BookingError::from_db("calling create_booking_atomic", error).into(),
+    }
+}
+
+/// The refusal a SQLSTATE the function raises stands for, or None when the
+/// code is not one of its answers.
+pub(crate) fn refusal(code: &str, detail: &str, requested: i32) -> Option<BookingError> {
+    Some(match code {
         "BK001" => BookingError::TourNotFound,
-        "BK002" => BookingError::TourNotActive { status: detail },
+        "BK002" => BookingError::TourNotActive { status: detail.to_owned() },
         "BK003" => BookingError::SoldOut { seats_left: detail.parse().unwrap_or(0), requested },
         "BK004" => BookingError::TourNotBookable,
         // validation upstream makes this unreachable; if it happens the
         // function and the app disagree about what a valid request is
-        "22023" => BookingError::internal("calling create_booking_atomic", error),
-        _ => BookingError::from_db("calling create_booking_atomic", error),
-    };
-    AtomicFailure::Refused(refused)
+        "22023" => BookingError::internal("calling create_booking_atomic", "invalid parameter for the function"),
+        _ => return None,
+    })
 }

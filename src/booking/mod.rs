@@ -14,6 +14,7 @@
 //! - [`store`], [`journey`], [`catalog`]: SQL.
 
 pub mod atomic;
+pub mod batch;
 pub mod catalog;
 pub mod error;
 pub mod holds;

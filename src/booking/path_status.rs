@@ -170,14 +170,7 @@ impl AtomicPathStatus {
 
     /// Probes every `interval` until cancelled (the first probe runs at once).
     pub async fn run_probe(self, pool: PgPool, interval: Duration, stop: CancellationToken) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = ticker.tick() => self.probe(&pool).await,
-            }
-        }
+        crate::periodic::every(interval, stop, || self.probe(&pool)).await
     }
 }
 

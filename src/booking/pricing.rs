@@ -4,8 +4,10 @@
 //! `total = subtotal`: the customer pays the subtotal, the commission is the
 //! marketplace's share of it (not a surcharge).
 //!
-//! The legacy path prices here; the atomic path prices inside
-//! `create_booking_atomic`. The differential test holds them equal.
+//! Both paths price in SQL from the locked tour row (`create_booking_atomic`,
+//! and the legacy path's one statement, `sql/legacy_create.sql`); this is the
+//! rule in Rust, with its rounding cases tested, and the differential test
+//! holds the two paths equal.
 
 use rust_decimal::{Decimal, RoundingStrategy, prelude::ToPrimitive};
 

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use crate::{
     booking::{
         atomic::{self, AtomicFailure},
+        batch::Batcher,
         catalog,
         error::BookingError,
         journey, legacy,
@@ -38,6 +39,8 @@ pub struct Bookings {
     rules: BookingRules,
     atomic_path: AtomicPathStatus,
     page_keys: PageKeys,
+    /// Group commit for the atomic path; None: one call per booking.
+    batcher: Option<Batcher>,
 }
 
 /// What one sweep of lapsed holds did.
@@ -56,8 +59,14 @@ pub enum BookingKey {
 }
 
 impl Bookings {
-    pub fn new(pool: PgPool, flags: Flags, rules: BookingRules, atomic_path: AtomicPathStatus) -> Self {
-        Bookings { page_keys: PageKeys::new(pool.clone()), pool, flags, rules, atomic_path }
+    pub fn new(
+        pool: PgPool,
+        flags: Flags,
+        rules: BookingRules,
+        atomic_path: AtomicPathStatus,
+        batcher: Option<Batcher>,
+    ) -> Self {
+        Bookings { page_keys: PageKeys::new(pool.clone()), pool, flags, rules, atomic_path, batcher }
     }
 
     /// Whether the atomic path is usable (for GetFlag and health).
@@ -119,7 +128,11 @@ impl Bookings {
         if wanted == CodePath::Atomic {
             let reason = if self.atomic_path.is_available() {
                 let called_at = Instant::now();
-                match atomic::create(&self.pool, prepared).await {
+                let answered = match &self.batcher {
+                    Some(batcher) => batcher.create(prepared).await,
+                    None => atomic::create(&self.pool, prepared).await,
+                };
+                match answered {
                     Ok(created) => return (CodePath::Atomic, Ok(created)),
                     Err(AtomicFailure::Refused(error)) => return (CodePath::Atomic, Err(error)),
                     // the failed call wrote nothing: serving it through legacy is safe

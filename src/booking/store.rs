@@ -2,7 +2,7 @@
 //! `audit_logs` rows. Functions take a pool or a `&mut PgConnection` inside
 //! the caller's transaction; the caller owns the transaction.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use tracing::Instrument;
@@ -10,7 +10,6 @@ use uuid::Uuid;
 
 use crate::booking::{
     error::BookingError,
-    pricing::Tariff,
     types::{Booking, BookingId, BookingStatus, CodePath, TourId},
 };
 
@@ -320,124 +319,6 @@ pub async fn record_cancellation(
     .await
     .map_err(|e| BookingError::from_db("auditing a cancellation", e))?;
     Ok(())
-}
-
-/// A tour as the legacy path needs it, locked.
-#[derive(Debug, sqlx::FromRow)]
-pub struct TourForBooking {
-    pub id: Uuid,
-    pub operator_id: Uuid,
-    /// The schedule that produced this template instance (the booking captures it).
-    pub origin_schedule_id: Option<Uuid>,
-    pub is_template: bool,
-    pub tour_date: Option<NaiveDate>,
-    pub status: String,
-    pub available_spots: i32,
-    pub adult_price_cents: i64,
-    pub child_price_cents: i64,
-    pub currency_code: String,
-    pub commission_rate: Decimal,
-}
-
-impl TourForBooking {
-    pub fn tariff(&self) -> Tariff {
-        Tariff {
-            adult_price_cents: self.adult_price_cents,
-            child_price_cents: self.child_price_cents,
-            commission_rate: self.commission_rate,
-        }
-    }
-}
-
-/// `select ... for update`: every booking of this tour waits here, so the
-/// availability read and the decrement that follows are one atomic step.
-pub async fn lock_tour(tx: &mut PgConnection, tour_id: TourId) -> Result<Option<TourForBooking>, BookingError> {
-    sqlx::query_as::<_, TourForBooking>(
-        "select id, operator_id, origin_schedule_id, is_template, tour_date, status, available_spots,
-                adult_price_cents, child_price_cents, currency_code, commission_rate
-           from tours where id = $1 for update",
-    )
-    .bind(tour_id.0)
-    .fetch_optional(&mut *tx)
-    .instrument(db_span("select tours for update"))
-    .await
-    .map_err(|e| BookingError::from_db("locking a tour", e))
-}
-
-/// The conditional decrement: never below zero, whatever the caller believed.
-pub async fn take_seats(tx: &mut PgConnection, tour_id: TourId, seats: i32) -> Result<bool, BookingError> {
-    let done = sqlx::query(
-        "update tours set available_spots = available_spots - $2, updated_at = now()
-          where id = $1 and available_spots >= $2",
-    )
-    .bind(tour_id.0)
-    .bind(seats)
-    .execute(&mut *tx)
-    .instrument(db_span("update tours take seats"))
-    .await
-    .map_err(|e| BookingError::from_db("taking seats", e))?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Everything the legacy path inserts.
-pub struct NewBooking<'a> {
-    pub id: BookingId,
-    pub booking_reference: &'a str,
-    pub request_id: &'a str,
-    pub created_by: &'a str,
-    pub request_fingerprint: &'a str,
-    pub tour: &'a TourForBooking,
-    pub user_id: Option<Uuid>,
-    pub customer_name: &'a str,
-    pub customer_email: Option<&'a str>,
-    pub customer_whatsapp: Option<&'a str>,
-    pub num_adults: i32,
-    pub num_children: i32,
-    pub subtotal_cents: i64,
-    pub commission_amount_cents: i64,
-    pub total_amount_cents: i64,
-    pub applied_commission_rate: Decimal,
-    pub hold_expires_at: DateTime<Utc>,
-}
-
-/// Inserts a legacy-path booking. The raw error is returned so the caller
-/// can tell unique violations (reference, request id) from the rest.
-pub async fn insert_legacy_booking(tx: &mut PgConnection, new: &NewBooking<'_>) -> Result<Booking, sqlx::Error> {
-    let row = sqlx::query_as::<_, BookingRow>(concat!(
-        "insert into bookings (
-            id, booking_reference, request_id, request_fingerprint, tour_id, schedule_id,
-            operator_id, user_id, customer_name, customer_email, customer_whatsapp,
-            num_adults, num_children, subtotal, commission_amount, total_amount,
-            applied_commission_rate, currency_code, booking_status, code_path, hold_expires_at, created_by
-         ) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                   'pending', 'legacy', $19, $20)
-         returning ",
-        booking_columns!()
-    ))
-    .bind(new.id.0)
-    .bind(new.booking_reference)
-    .bind(new.request_id)
-    .bind(new.request_fingerprint)
-    .bind(new.tour.id)
-    .bind(new.tour.origin_schedule_id)
-    .bind(new.tour.operator_id)
-    .bind(new.user_id)
-    .bind(new.customer_name)
-    .bind(new.customer_email)
-    .bind(new.customer_whatsapp)
-    .bind(new.num_adults)
-    .bind(new.num_children)
-    .bind(new.subtotal_cents)
-    .bind(new.commission_amount_cents)
-    .bind(new.total_amount_cents)
-    .bind(new.applied_commission_rate)
-    .bind(&new.tour.currency_code)
-    .bind(new.hold_expires_at)
-    .bind(new.created_by)
-    .fetch_one(&mut *tx)
-    .instrument(db_span("insert bookings"))
-    .await?;
-    Booking::try_from(row).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
 /// `creation_failed` for the runbook's alert: a reason code, the tour and

@@ -5,10 +5,13 @@
 
 mod admin;
 mod backup;
+mod bench;
 mod bookings;
 mod check;
 mod flag;
 mod health;
+pub mod load;
+mod soak;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -80,6 +83,9 @@ pub enum Command {
     Resume(admin::ResumeArgs),
     Functions(admin::FunctionsArgs),
     Backup(backup::BackupArgs),
+    // about and manual: on BenchArgs / SoakArgs
+    Bench(bench::BenchArgs),
+    Soak(soak::SoakArgs),
     /// Look a booking up (by id or reference, or a customer's by e-mail/WhatsApp), confirm or cancel it.
     Bookings(bookings::BookingsArgs),
     /// List bookable tours.
@@ -137,6 +143,18 @@ impl Cli {
         Ok(SecretString::from(token))
     }
 
+    /// The load tool's credential: --token / --token-file like every command,
+    /// else the embedded default's booking-client token, else its operator token.
+    pub fn load_credential(&self) -> Result<Bearer, Box<dyn std::error::Error>> {
+        let booking_client = PathBuf::from(DEFAULT_BOOKING_CLIENT_TOKEN_FILE);
+        if self.token.is_none() && self.token_file.is_none() && booking_client.exists() {
+            let token = crate::auth::token::read_token_file(&booking_client)
+                .map_err(|e| format!("cannot read the token from {}: {e}", booking_client.display()))?;
+            return Bearer::new(&SecretString::from(token));
+        }
+        Bearer::new(&self.operator_token()?)
+    }
+
     /// A channel whose every call presents the token; under mutual TLS the
     /// client certificate alone may stand for the principal (no token needed,
     /// and the default token file is then not consulted).
@@ -161,6 +179,7 @@ impl Cli {
 pub type BookingClient = BookingServiceClient<AuthorizedChannel>;
 
 const DEFAULT_TOKEN_FILE: &str = ".bookingd/admin-token";
+const DEFAULT_BOOKING_CLIENT_TOKEN_FILE: &str = ".bookingd/booking-client-token";
 
 pub type AuthorizedChannel = InterceptedService<Channel, Bearer>;
 pub type AdminClient = AdminServiceClient<AuthorizedChannel>;
@@ -205,6 +224,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Resume(args) => admin::resume(&cli, args).await,
         Command::Functions(args) => admin::functions(&cli, args).await,
         Command::Backup(args) => backup::run(args).await,
+        Command::Bench(args) => bench::run(&cli, args).await,
+        Command::Soak(args) => soak::run(&cli, args).await,
         Command::Bookings(args) => bookings::bookings(&cli, args).await,
         Command::Tours(args) => bookings::tours(&cli, args).await,
         Command::Book(args) => bookings::book(&cli, args).await,

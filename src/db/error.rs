@@ -32,6 +32,10 @@ pub mod sqlstate {
     pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
     pub const INVALID_CATALOG_NAME: &str = "3D000";
     pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
+    /// "cache lookup failed for ..." among others.
+    pub const INTERNAL_ERROR: &str = "XX000";
+    /// "cached plan must not change result type" among others.
+    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     /// Class 08: connection exception.
     pub const CLASS_CONNECTION_EXCEPTION: &str = "08";
     /// Class 53: insufficient resources (too many connections, out of memory, disk full).
@@ -135,6 +139,20 @@ pub fn has_sqlstate(error: &sqlx::Error, code: &str) -> bool {
 pub fn violated_unique_constraint(error: &sqlx::Error) -> Option<&str> {
     let db = error.as_database_error()?;
     if db.code().as_deref() == Some(sqlstate::UNIQUE_VIOLATION) { db.constraint() } else { None }
+}
+
+/// A cached prepared statement the catalogs moved under: its function was
+/// dropped and recreated ("cache lookup failed for function", XX000) or its
+/// result type changed ("cached plan must not change result type", 0A000).
+/// The statement did nothing; re-preparing it (dropping the connection's
+/// cached statements) makes the same call valid again.
+pub fn is_stale_cached_statement(error: &sqlx::Error) -> bool {
+    let Some(db) = error.as_database_error() else { return false };
+    match db.code().as_deref() {
+        Some(sqlstate::INTERNAL_ERROR) => db.message().starts_with("cache lookup failed for function"),
+        Some(sqlstate::FEATURE_NOT_SUPPORTED) => db.message().starts_with("cached plan must not change result type"),
+        _ => false,
+    }
 }
 
 /// A classified database error with what we were doing when it happened, so

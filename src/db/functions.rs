@@ -15,6 +15,9 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::db::error::{DbErrorKind, classify};
 
 pub const DEPLOY_SQL: &str = include_str!("../../migrations/functions/database_enhancements.sql");
+/// bookingd's own batch wrapper around create_booking_atomic (group commit);
+/// not the runbook's, so its rollback leaves it (inert without the function).
+pub const BATCH_SQL: &str = include_str!("../../migrations/functions/booking_batch.sql");
 pub const ROLLBACK_SQL: &str = include_str!("../../migrations/functions/emergency_database_rollback.sql");
 
 /// Serialises deploy/rollback across processes (and against the first-start
@@ -139,6 +142,30 @@ pub async fn rollback(pool: &PgPool, actor: &str, reason: &str) -> Result<(), Dd
 
 pub async fn rollback_with(pool: &PgPool, policy: DdlPolicy, actor: &str, reason: &str) -> Result<(), DdlError> {
     run(pool, policy, Ddl::Rollback, actor, reason).await.map(|_| ())
+}
+
+/// Creates or refreshes `create_booking_atomic_batch` unless this binary's
+/// definition is already there (its comment carries the SQL's hash). Under
+/// the deployers' advisory lock, so replicas starting together do not race.
+/// Takes no lock on any table.
+pub async fn deploy_batch_function(pool: &PgPool) -> Result<(), sqlx::Error> {
+    use sha2::Digest;
+    let wanted = format!("bookingd {}", hex::encode(sha2::Sha256::digest(BATCH_SQL.as_bytes())));
+    let mut tx = pool.begin().await?;
+    sqlx::query("select pg_advisory_xact_lock($1)").bind(DEPLOY_LOCK_KEY).execute(&mut *tx).await?;
+    let deployed: Option<String> =
+        sqlx::query_scalar("select obj_description(to_regprocedure('create_booking_atomic_batch(jsonb)'), 'pg_proc')")
+            .fetch_one(&mut *tx)
+            .await?;
+    if deployed.as_deref() != Some(wanted.as_str()) {
+        sqlx::raw_sql(BATCH_SQL).execute(&mut *tx).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "comment on function create_booking_atomic_batch(jsonb) is '{wanted}'"
+        )))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
 }
 
 /// Deploys on the database's first start only: after an operator's rollback

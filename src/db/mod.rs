@@ -48,6 +48,11 @@ pub async fn connect(url: &str, max_connections: u32, wait: Duration) -> Result<
         let attempt = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
+            // no `select 1`-style ping before every checkout (a round trip on
+            // every request): a connection that died is found by its next
+            // query, which fails as unavailable, and sqlx pings it on release
+            // anyway and discards it if broken
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await;
         match attempt {

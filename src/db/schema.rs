@@ -105,6 +105,10 @@ async fn prepare_locked(
             return Err(DbSetupError::Query { action: "deploying the database functions", source });
         }
     };
+    // bookingd's group-commit wrapper; takes no table lock
+    functions::deploy_batch_function(pool)
+        .await
+        .map_err(|source| DbSetupError::Query { action: "deploying the batch function", source })?;
     if seed_demo {
         prepared.seeded = seed::seed_demo_catalog(pool)
             .await

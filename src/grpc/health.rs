@@ -45,24 +45,18 @@ impl Health {
     /// Probes the database every `interval` until cancelled, flipping the
     /// database-backed names on each change (and logging it once).
     pub async fn watch_database(self, pool: PgPool, interval: Duration, stop: CancellationToken) {
-        let mut last = true;
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
+        let last = std::sync::atomic::AtomicBool::new(true);
+        crate::periodic::every(interval, stop, || async {
             let up = db::ping(&pool, interval.max(Duration::from_millis(500))).await;
-            if up != last {
+            if last.swap(up, std::sync::atomic::Ordering::Relaxed) != up {
                 if up {
                     tracing::info!("database reachable again, serving");
                 } else {
                     tracing::error!("database unreachable, reporting NOT_SERVING");
                 }
                 self.set_database_backed(up).await;
-                last = up;
             }
-        }
+        })
+        .await
     }
 }

@@ -29,10 +29,7 @@
 //! (`sample_db_pool`). Requests refused before a path was chosen (malformed
 //! input) are not counted in `bookingd.bookings`.
 
-use std::{
-    sync::OnceLock,
-    time::{Duration, Instant},
-};
+use std::{sync::OnceLock, time::Duration};
 
 use opentelemetry::{
     KeyValue,
@@ -182,12 +179,7 @@ pub(crate) fn rpc_server_duration(service: &str, method: &str, code: i32, elapse
 pub async fn sample_db_pool(pool: PgPool, max_connections: u32, interval: Duration, stop: CancellationToken) {
     let Some(m) = INSTRUMENTS.get() else { return };
     let pool_name = KeyValue::new("db.client.connection.pool.name", "bookingd");
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::from_std(Instant::now()), interval);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+    crate::periodic::every(interval, stop, || {
         let size = u64::from(pool.size());
         let idle = pool.num_idle() as u64;
         m.db_connections.record(
@@ -196,5 +188,7 @@ pub async fn sample_db_pool(pool: PgPool, max_connections: u32, interval: Durati
         );
         m.db_connections.record(idle, &[pool_name.clone(), KeyValue::new("db.client.connection.state", "idle")]);
         m.db_connections_max.record(u64::from(max_connections), std::slice::from_ref(&pool_name));
-    }
+        std::future::ready(())
+    })
+    .await
 }

@@ -4,6 +4,7 @@
 mod access;
 mod admin;
 mod backup;
+mod booking_batch;
 mod booking_journey;
 mod booking_lifecycle;
 mod booking_paths;

@@ -1,0 +1,274 @@
+//! Group commit for the atomic path: bookings that arrive while a booking
+//! call is in flight are coalesced into one call of
+//! `create_booking_atomic_batch` (one statement, one commit), which books
+//! each of them with the runbook's `create_booking_atomic` in its own
+//! subtransaction — the way TigerBeetle pays its costs once per batch.
+//!
+//! - No added latency: a lane sends what is queued the moment its previous
+//!   call returns, so a request on an idle lane goes out at once; under load
+//!   the queue (and so the batch) grows, up to `max_size`.
+//! - First come, first served per tour: a tour always maps to the same lane
+//!   (a FIFO), and a batch keeps arrival order within a tour.
+//! - Fixed lock order: a batch is sorted by tour id (stable), so two batches
+//!   lock tours in the same order, and lanes never share a tour.
+//! - Each booking keeps its own outcome; one whose batch call failed as a
+//!   whole (not a refusal: the call wrote nothing) is retried alone.
+//! - After the runbook's rollback the batch call fails with undefined
+//!   function and every booking in it goes to the legacy path, as a single
+//!   call would.
+//!
+//! Each lane holds one pooled connection while it has work, so a batch pays
+//! no pool checkout at all.
+
+use std::sync::Arc;
+
+use sqlx::{FromRow, PgConnection, PgPool, Row, pool::PoolConnection, postgres::PgRow, types::Json};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::booking::{
+    atomic::{self, AtomicFailure, Payload},
+    error::BookingError,
+    prepared::PreparedBooking,
+    reference,
+    store::{BookingRow, db_span},
+    types::{Booking, Created},
+};
+use crate::db::error::{self as db_error, DbError, sqlstate};
+
+/// Up to 64: every booking in a batch is a subtransaction, and PostgreSQL
+/// keeps 64 subtransaction ids per backend before others' snapshots slow down.
+pub const MAX_BATCH_SIZE: usize = 64;
+
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSettings {
+    pub max_size: usize,
+    pub lanes: usize,
+}
+
+struct Job {
+    prepared: PreparedBooking,
+    reply: oneshot::Sender<Result<Created, AtomicFailure>>,
+}
+
+/// Hands atomic-path bookings to the lanes. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Batcher {
+    pool: PgPool,
+    lanes: Arc<[mpsc::Sender<Job>]>,
+}
+
+impl Batcher {
+    /// Starts the lanes; they stop when `stop` is cancelled.
+    pub fn start(
+        pool: PgPool,
+        settings: BatchSettings,
+        stop: CancellationToken,
+        background: &mut tokio::task::JoinSet<()>,
+    ) -> Batcher {
+        let max_size = settings.max_size.clamp(1, MAX_BATCH_SIZE);
+        let mut lanes = Vec::new();
+        for _ in 0..settings.lanes.max(1) {
+            // bounded by the server's concurrency limit in practice; the
+            // bound only keeps a runaway from growing without limit
+            let (sender, receiver) = mpsc::channel(4096);
+            background.spawn(run_lane(pool.clone(), receiver, max_size, stop.clone()));
+            lanes.push(sender);
+        }
+        Batcher { pool, lanes: lanes.into() }
+    }
+
+    /// Books through a lane; the same contract as [`atomic::create`].
+    pub async fn create(&self, prepared: &PreparedBooking) -> Result<Created, AtomicFailure> {
+        let lane = lane_of(prepared, self.lanes.len());
+        let (reply, answer) = oneshot::channel();
+        // the caller's own db.query span: its wait in the lane plus the batch
+        // call that booked it (create_booking_atomic, batched)
+        let answered = async {
+            self.lanes[lane].send(Job { prepared: prepared.clone(), reply }).await.ok()?;
+            answer.await.ok()
+        }
+        .instrument(db_span("create_booking_atomic"))
+        .await;
+        if let Some(result) = answered {
+            return result;
+        }
+        // the lanes are stopping (shutdown): book alone
+        atomic::create(&self.pool, prepared).await
+    }
+}
+
+fn lane_of(prepared: &PreparedBooking, lanes: usize) -> usize {
+    (prepared.request.tour_id.0.as_u128() % lanes as u128) as usize
+}
+
+async fn run_lane(pool: PgPool, mut queue: mpsc::Receiver<Job>, max_size: usize, stop: CancellationToken) {
+    let mut conn: Option<PoolConnection<sqlx::Postgres>> = None;
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => return,
+            job = queue.recv() => match job { Some(job) => job, None => return },
+        };
+        let mut jobs = vec![first];
+        while jobs.len() < max_size {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        // a caller that gave up (deadline, cancel) is not booked behind its back
+        jobs.retain(|job| !job.reply.is_closed());
+        if jobs.is_empty() {
+            continue;
+        }
+        if conn.is_none() {
+            match pool.acquire().await {
+                Ok(acquired) => conn = Some(acquired),
+                Err(error) => {
+                    tracing::warn!(%error, "no connection for a batch; booking its requests one by one");
+                    alone(&pool, jobs);
+                    continue;
+                }
+            }
+        }
+        let Some(connection) = conn.as_mut() else { continue };
+        if !run_batch(&pool, connection, jobs).await {
+            // the connection may be broken: a fresh one next time
+            conn = None;
+        }
+        if queue.is_empty() {
+            // idle: give the connection back to the pool
+            conn = None;
+        }
+    }
+}
+
+/// One row of the batch function's answer.
+struct ItemRow {
+    item: i32,
+    error_code: Option<String>,
+    error_detail: Option<String>,
+    error_constraint: Option<String>,
+    booking: Option<BookingRow>,
+}
+
+impl FromRow<'_, PgRow> for ItemRow {
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        let error_code: Option<String> = row.try_get("error_code")?;
+        let booking = if error_code.is_none() { Some(BookingRow::from_row(row)?) } else { None };
+        Ok(ItemRow {
+            item: row.try_get("item")?,
+            error_code,
+            error_detail: row.try_get("error_detail")?,
+            error_constraint: row.try_get("error_constraint")?,
+            booking,
+        })
+    }
+}
+
+/// Books one batch and answers every job. False when the call failed in a
+/// way that may have broken the connection.
+async fn run_batch(pool: &PgPool, conn: &mut PgConnection, mut jobs: Vec<Job>) -> bool {
+    // fixed lock order; a stable sort keeps arrival order within a tour
+    jobs.sort_by_key(|job| job.prepared.request.tour_id.0);
+    let references: Vec<String> = jobs.iter().map(|_| reference::generate()).collect();
+    let payloads: Vec<Payload<'_>> =
+        jobs.iter().zip(&references).map(|(job, reference)| Payload::new(&job.prepared, reference)).collect();
+    let mut called = call(conn, &payloads).await;
+    if let Err(error) = &called
+        && atomic::dropped_stale_statements(conn, "create_booking_atomic_batch", error).await
+    {
+        called = call(conn, &payloads).await;
+    }
+    drop(payloads);
+
+    let rows = match called {
+        Ok(rows) if rows.len() == jobs.len() => rows,
+        Ok(rows) => {
+            tracing::error!(sent = jobs.len(), answered = rows.len(), "batch call answered the wrong number of rows");
+            alone(pool, jobs);
+            return true;
+        }
+        Err(error) => {
+            let kind = db_error::classify(&error);
+            if db_error::has_sqlstate(&error, sqlstate::UNDEFINED_FUNCTION) {
+                // the runbook's rollback ran (or the batch function is missing):
+                // the single call decides, and falls back to legacy like any booking
+                tracing::info!(%error, "batch call found a function missing; booking the batch one by one");
+                alone(pool, jobs);
+            } else if kind.is_retryable() {
+                // the database is away, busy or past a deadline: every booking
+                // in the batch gets that answer (nothing was written), as a
+                // single call would; the callers retry with their request ids
+                tracing::warn!(%error, size = jobs.len(), "batch call failed; nothing was booked");
+                let message = error.to_string();
+                for job in jobs {
+                    let source = sqlx::Error::Protocol(message.clone());
+                    let failure = DbError { action: "calling create_booking_atomic_batch", kind: kind.clone(), source };
+                    let _ = job.reply.send(Err(AtomicFailure::Refused(BookingError::Database(failure))));
+                }
+            } else {
+                tracing::warn!(%error, size = jobs.len(), "batch call failed as a whole; booking its requests one by one");
+                alone(pool, jobs);
+            }
+            return kind != db_error::DbErrorKind::Unavailable;
+        }
+    };
+    for (job, row) in jobs.into_iter().zip(rows) {
+        debug_assert!(row.item >= 0);
+        let seats = job.prepared.request.seats.total();
+        let result = match (row.booking, row.error_code) {
+            (Some(booking), _) => match Booking::try_from(booking) {
+                Ok(booking) => atomic::answer(&job.prepared, booking).map_err(AtomicFailure::Refused),
+                Err(error) => Err(AtomicFailure::Refused(error)),
+            },
+            (None, Some(code)) => {
+                match atomic::refusal(&code, row.error_detail.as_deref().unwrap_or(""), seats) {
+                    Some(refused) => Err(AtomicFailure::Refused(refused)),
+                    None => {
+                        // a unique violation (a reference collision or a request
+                        // id raced by another transaction) or an out-of-range
+                        // price: the single call's handling answers it
+                        tracing::debug!(
+                            code,
+                            constraint = row.error_constraint.as_deref(),
+                            "batched booking retried alone"
+                        );
+                        alone(pool, vec![job]);
+                        continue;
+                    }
+                }
+            }
+            (None, None) => Err(AtomicFailure::Refused(BookingError::internal(
+                "reading a batch answer",
+                "a row with neither a booking nor an error",
+            ))),
+        };
+        let _ = job.reply.send(result);
+    }
+    true
+}
+
+async fn call(conn: &mut PgConnection, payloads: &[Payload<'_>]) -> Result<Vec<ItemRow>, sqlx::Error> {
+    sqlx::query_as::<_, ItemRow>(
+        "select r.item, r.error_code, r.error_detail, r.error_constraint, (r.booking).*
+           from create_booking_atomic_batch($1) r",
+    )
+    .bind(Json(payloads))
+    .fetch_all(conn)
+    .await
+}
+
+async fn alone_one(pool: PgPool, job: Job) {
+    let result = atomic::create(&pool, &job.prepared).await;
+    let _ = job.reply.send(result);
+}
+
+/// Books each job with its own single call, off the lane.
+fn alone(pool: &PgPool, jobs: Vec<Job>) {
+    for job in jobs {
+        let pool = pool.clone();
+        tokio::spawn(alone_one(pool, job));
+    }
+}
