@@ -80,6 +80,27 @@ pub struct Settings {
     #[arg(long, env = "BOOKINGD_REFLECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub reflection: bool,
 
+    /// PEM certificate chain to serve gRPC over TLS (with --tls-key). Unset: plaintext.
+    #[arg(long, env = "BOOKINGD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (refused if other users can read it).
+    #[arg(long, env = "BOOKINGD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s) for mutual TLS: clients must present a certificate it signed; the certificate's
+    /// DNS name or subject CN stands for the principal listing it under `certificate_names`.
+    #[arg(long, env = "BOOKINGD_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// With --tls-client-ca: also accept clients without a certificate (they then need a bearer token).
+    #[arg(long, env = "BOOKINGD_TLS_CLIENT_AUTH_OPTIONAL")]
+    pub tls_client_auth_optional: bool,
+
+    /// Serve plaintext on a non-loopback address (refused otherwise).
+    #[arg(long, env = "BOOKINGD_ALLOW_INSECURE_PLAINTEXT")]
+    pub allow_insecure_plaintext: bool,
+
     /// Raw-token files standing for principals: the embedded default's generated tokens.
     #[arg(skip)]
     pub token_files: Vec<crate::auth::TokenFileSource>,
@@ -178,6 +199,28 @@ fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
 }
 
 impl Settings {
+    /// The transport rules: TLS needs a certificate and its key, mTLS needs
+    /// TLS, and plaintext stays on loopback unless explicitly allowed.
+    pub fn check_transport(&self) -> Result<(), String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err("--tls-cert and --tls-key go together".into());
+            }
+            (None, None) if self.tls_client_ca.is_some() => {
+                return Err("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS)".into());
+            }
+            (None, None) if !self.listen_addr.ip().is_loopback() && !self.allow_insecure_plaintext => {
+                return Err(format!(
+                    "refusing to serve plaintext on {}, which is not a loopback address: set --tls-cert and \
+                     --tls-key, or pass --allow-insecure-plaintext",
+                    self.listen_addr
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// Flags and environment (flags win), with the deprecated names folded
     /// in. Exits with clap's message on a bad flag or value.
     pub fn load() -> Self {
@@ -287,6 +330,7 @@ impl Settings {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        self.check_transport()?;
         if !(1..=crate::booking::batch::MAX_BATCH_SIZE).contains(&self.batch_max_size) {
             return Err(format!("batch max size must be between 1 and {}", crate::booking::batch::MAX_BATCH_SIZE));
         }

@@ -6,6 +6,13 @@
 //! server runs as `nobody` (the child's uid/gid are set before exec) and its
 //! data directory is handed to that user.
 //!
+//! Nothing local is trusted: the server listens on loopback TCP only (no Unix
+//! socket) and requires the `postgres` role's password (scram-sha-256), a
+//! generated secret kept 0600 in the data directory ([`PASSWORD_FILE`]). A
+//! data directory from before (initdb `--auth=trust`) is upgraded in place on
+//! its next start: the password is set in single-user mode, before the server
+//! listens at all, then `pg_hba.conf` is replaced.
+//!
 //! [`PostgresThread`] hosts one in a thread of its own (scratch and test
 //! servers).
 
@@ -46,6 +53,13 @@ pub enum EmbeddedPgError {
     NotReady { waited: Duration, log: String },
     #[error("postgres exited during startup ({status}); see {log}")]
     Exited { status: String, log: String },
+    #[error(
+        "{path} is missing but the server already requires a password; restore the file, or reset the postgres \
+         role's password in single-user mode and write it there"
+    )]
+    PasswordMissing { path: String },
+    #[error("setting the postgres password in single-user mode failed: {output}")]
+    SetPassword { output: String },
     #[error("io error while {action}: {source}")]
     Io { action: String, source: std::io::Error },
 }
@@ -72,11 +86,21 @@ struct RunAs {
     gid: u32,
 }
 
+/// The generated password of the `postgres` role, in the data directory.
+pub const PASSWORD_FILE: &str = "bookingd-postgres-password";
+
+/// Password over loopback TCP for everyone; nothing else (there is no socket).
+const PASSWORD_HBA: &str = "# written by bookingd: the postgres role's password (scram-sha-256), loopback TCP only
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+";
+
 pub struct EmbeddedPostgres {
     options: EmbeddedPgOptions,
     bin_dir: PathBuf,
     run_as: Option<RunAs>,
     child: Option<Child>,
+    password: String,
 }
 
 impl EmbeddedPostgres {
@@ -99,11 +123,12 @@ impl EmbeddedPostgres {
             None => find_bin_dir()?,
         };
         let run_as = run_as_for_current_user();
-        let mut server = EmbeddedPostgres { options, bin_dir, run_as, child: None };
+        let mut server = EmbeddedPostgres { options, bin_dir, run_as, child: None, password: String::new() };
         server.prepare_data_dir()?;
         if !server.options.data_dir.join("PG_VERSION").exists() {
             server.initdb()?;
         }
+        server.password = server.require_password()?;
         server.spawn()?;
         Ok(server)
     }
@@ -120,9 +145,9 @@ impl EmbeddedPostgres {
         &self.options.data_dir
     }
 
-    /// URL of a database on this server.
+    /// URL of a database on this server (with the password).
     pub fn url(&self, database: &str) -> String {
-        url_for(self.options.port, database)
+        url_for(self.options.port, &self.password, database)
     }
 
     /// Fast shutdown (SIGINT: disconnect clients, checkpoint, exit), then
@@ -216,6 +241,76 @@ impl EmbeddedPostgres {
                 status: output.status.to_string(),
                 output: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
             });
+        }
+        Ok(())
+    }
+
+    /// The `postgres` role's password, after making sure the server requires
+    /// it: an existing password data directory keeps its secret; a new or a
+    /// trust one gets a password set (single-user mode: no connection is
+    /// possible meanwhile) and the password-only `pg_hba.conf`.
+    fn require_password(&self) -> Result<String, EmbeddedPgError> {
+        let dir = &self.options.data_dir;
+        let password_path = dir.join(PASSWORD_FILE);
+        let hba_path = dir.join("pg_hba.conf");
+        let hba = fs::read_to_string(&hba_path).map_err(io("reading pg_hba.conf"))?;
+        let saved = match crate::auth::token::read_token_file(&password_path) {
+            Ok(password) => Some(password),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => {
+                return Err(EmbeddedPgError::Io { action: "reading the postgres password".into(), source: error });
+            }
+        };
+        if hba == PASSWORD_HBA {
+            return saved.ok_or_else(|| EmbeddedPgError::PasswordMissing { path: password_path.display().to_string() });
+        }
+        let upgrading = dir.join("postmaster.opts").exists();
+        let password = match saved {
+            Some(password) => password,
+            None => {
+                let (_, _) = crate::auth::token::ensure_token_file(dir, PASSWORD_FILE)
+                    .map_err(io("writing the postgres password file"))?;
+                crate::auth::token::read_token_file(&password_path).map_err(io("reading the postgres password"))?
+            }
+        };
+        self.single_user(&format!("alter role postgres with password '{password}'"))?;
+        let temporary = dir.join("pg_hba.conf.bookingd");
+        fs::write(&temporary, PASSWORD_HBA).map_err(io("writing pg_hba.conf"))?;
+        fs::set_permissions(&temporary, fs::Permissions::from_mode(0o600)).map_err(io("writing pg_hba.conf"))?;
+        if let Some(run_as) = self.run_as {
+            std::os::unix::fs::chown(&temporary, Some(run_as.uid), Some(run_as.gid))
+                .map_err(io("writing pg_hba.conf"))?;
+        }
+        fs::rename(&temporary, &hba_path).map_err(io("replacing pg_hba.conf"))?;
+        if upgrading {
+            tracing::info!(data_dir = %dir.display(), password_file = %password_path.display(),
+                "embedded postgresql upgraded from trust: it now requires the generated password (scram-sha-256)");
+        }
+        Ok(password)
+    }
+
+    /// Runs one statement in single-user mode (the server must be stopped).
+    /// The statement goes through stdin, never the command line.
+    fn single_user(&self, statement: &str) -> Result<(), EmbeddedPgError> {
+        use std::io::Write;
+        let mut command = self.command("postgres");
+        command
+            .args(["--single", "-D"])
+            .arg(&self.options.data_dir)
+            .args(["-c", "unix_socket_directories=", "-c", "password_encryption=scram-sha-256", "postgres"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().map_err(io("starting postgres in single-user mode"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            writeln!(stdin, "{statement}").map_err(io("talking to postgres in single-user mode"))?;
+        }
+        let output = child.wait_with_output().map_err(io("running postgres in single-user mode"))?;
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        if !output.status.success() || text.contains("ERROR") || text.contains("FATAL") {
+            // the statement holds the password: report postgres' lines without it
+            let output = text.lines().filter(|line| !line.contains("password '")).collect::<Vec<_>>().join(" / ");
+            return Err(EmbeddedPgError::SetPassword { output });
         }
         Ok(())
     }
@@ -321,10 +416,10 @@ fn run_as_for_current_user() -> Option<RunAs> {
     }
 }
 
-/// URL of a database on the server at `port` (superuser `postgres`, trust
-/// auth on loopback only).
-fn url_for(port: u16, database: &str) -> String {
-    format!("postgres://postgres@127.0.0.1:{port}/{database}")
+/// URL of a database on the server at `port` (superuser `postgres` with its
+/// password, loopback only). The password is hex: nothing to escape.
+fn url_for(port: u16, password: &str, database: &str) -> String {
+    format!("postgres://postgres:{password}@127.0.0.1:{port}/{database}")
 }
 
 /// A free loopback port, for servers whose port we choose.

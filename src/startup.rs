@@ -49,6 +49,8 @@ pub enum StartupError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Principals(#[from] PrincipalConfigError),
+    #[error("{0}")]
+    Transport(String),
     #[error("gRPC reflection setup failed: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server failed: {0}")]
@@ -72,6 +74,9 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        // before the database: a refused transport should fail in a second
+        settings.check_transport().map_err(StartupError::Transport)?;
+        let tls = server_tls(&settings)?;
         let url = settings.database_url.as_ref().ok_or(StartupError::NoDatabase)?;
         let pool = db::connect(url.expose_secret(), settings.db_max_connections, Duration::from_secs(15)).await?;
         // one process at a time (advisory lock), or wait for `bookingd migrate`
@@ -125,7 +130,12 @@ impl Application {
             stop.clone(),
         ));
 
-        let router = Server::builder()
+        let mut builder = Server::builder();
+        if let Some(tls) = tls {
+            builder =
+                builder.tls_config(tls).map_err(|e| StartupError::Transport(format!("TLS configuration: {e}")))?;
+        }
+        let router = builder
             .timeout(settings.request_timeout)
             .layer(RpcTraceLayer::new())
             // inside the trace layer: refused calls get their span, admitted ones its enduser.id
@@ -236,6 +246,27 @@ fn integrity_runner(settings: &Settings, pool: &sqlx::PgPool) -> IntegrityRunner
             legacy_pin: settings.use_legacy_booking_service,
         },
     )
+}
+
+/// The TLS side of the server from --tls-cert/--tls-key, and mutual TLS from
+/// --tls-client-ca (client certificates required unless
+/// --tls-client-auth-optional).
+fn server_tls(settings: &Settings) -> Result<Option<tonic::transport::ServerTlsConfig>, StartupError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) else { return Ok(None) };
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path)
+            .map_err(|e| StartupError::Transport(format!("cannot read the {what} {}: {e}", path.display())))
+    };
+    crate::auth::token::check_private(key).map_err(StartupError::Transport)?;
+    let mut tls =
+        ServerTlsConfig::new().identity(Identity::from_pem(read(cert, "TLS certificate")?, read(key, "TLS key")?));
+    if let Some(ca) = &settings.tls_client_ca {
+        tls = tls
+            .client_ca_root(Certificate::from_pem(read(ca, "client CA")?))
+            .client_auth_optional(settings.tls_client_auth_optional);
+    }
+    Ok(Some(tls))
 }
 
 /// How often the principals' files are reread: a removed token stops

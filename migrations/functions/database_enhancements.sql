@@ -35,7 +35,11 @@ begin
 
     -- idempotency, checked under the tour lock: a racing retry of the same
     -- key waits above and then finds the first attempt's booking here
-    select * into v_row from bookings where request_id = p_booking ->> 'request_id';
+    -- keys are per principal (created_by); a caller that does not name one
+    -- (the runbook's examples) is the default booking client
+    select * into v_row from bookings
+     where request_id = p_booking ->> 'request_id'
+       and created_by = coalesce(p_booking ->> 'created_by', 'booking-client');
     if found then
         return v_row;
     end if;
@@ -59,7 +63,7 @@ begin
      where id = v_tour.id;
 
     insert into bookings (
-        id, booking_reference, request_id, request_fingerprint, tour_id, schedule_id,
+        id, booking_reference, request_id, created_by, request_fingerprint, tour_id, schedule_id,
         operator_id, user_id, customer_name, customer_email, customer_whatsapp,
         num_adults, num_children, subtotal, commission_amount, total_amount,
         applied_commission_rate, currency_code, booking_status, code_path, hold_expires_at
@@ -67,6 +71,7 @@ begin
         (p_booking ->> 'id')::uuid,
         p_booking ->> 'booking_reference',
         p_booking ->> 'request_id',
+        coalesce(p_booking ->> 'created_by', 'booking-client'),
         p_booking ->> 'request_fingerprint',
         v_tour.id,
         v_tour.origin_schedule_id,

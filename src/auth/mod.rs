@@ -6,12 +6,14 @@
 //! table of which role each RPC needs live in [`crate::grpc::auth`]; handlers
 //! and domains receive a [`Principal`], never a token.
 
+mod certificate;
 mod principals;
 mod reload;
 pub mod token;
 
 use std::{fmt, sync::Arc};
 
+pub use certificate::certificate_names;
 pub use principals::{PrincipalConfigError, PrincipalSet, Sources, TokenFileSource};
 pub use reload::Authenticator;
 

@@ -23,6 +23,13 @@ pub enum BackupError {
         "the target database is not empty ({relations} tables, views or sequences); restore into an empty database or pass --force to replace them"
     )]
     TargetNotEmpty { relations: i64 },
+    #[error(
+        "the target database has {sessions} live bookingd session(s) ({names}); stop bookingd first, or pass \
+         --allow-live-sessions to restore under it anyway"
+    )]
+    TargetInUse { sessions: i64, names: String },
+    #[error("a restore over a non-empty database needs --reason (it is recorded in audit_logs)")]
+    ReasonRequired,
     #[error("cannot start a scratch PostgreSQL for verification: {0}")]
     ScratchServer(String),
     #[error("database error while {action}: {source}")]

@@ -40,7 +40,7 @@ mod verify;
 pub use create::create;
 pub use error::BackupError;
 pub use manifest::{BackupFile, Comparison, MANIFEST_FILE, Manifest, TableComparison, TableSummary};
-pub use restore::restore;
+pub use restore::{RestoreOptions, Restored, restore};
 pub use tools::PgTools;
 pub use verify::{Scratch, verify};
 

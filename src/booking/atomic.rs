@@ -117,6 +117,8 @@ pub(crate) struct Payload<'a> {
     id: Uuid,
     booking_reference: &'a str,
     request_id: &'a str,
+    /// Idempotency keys are per principal; the function scopes its lookup by it.
+    created_by: &'a str,
     request_fingerprint: &'a str,
     tour_id: Uuid,
     num_adults: i32,
@@ -136,6 +138,7 @@ impl<'a> Payload<'a> {
             id: prepared.id.0,
             booking_reference,
             request_id: request.request_id.as_str(),
+            created_by: &request.created_by,
             request_fingerprint: &prepared.fingerprint,
             tour_id: request.tour_id.0,
             num_adults: request.seats.adults(),

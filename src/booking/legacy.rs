@@ -72,6 +72,7 @@ async fn attempt(
         .bind(request.contact.email().map(|e| e.as_str()))
         .bind(request.contact.whatsapp().map(|w| w.as_str()))
         .bind(prepared.hold_expires_at)
+        .bind(&request.created_by)
         .fetch_optional(pool)
         .instrument(db_span("legacy create booking"))
         .await;

@@ -52,7 +52,7 @@ impl PreparedBooking {
     /// After a unique violation on the request id: the racing transaction
     /// committed, so its booking is there to compare against.
     async fn replay_after_race(&self, pool: &PgPool) -> Result<Created, BookingError> {
-        match store::booking_by_request_id(pool, self.request.request_id.as_str()).await? {
+        match store::booking_by_request_id(pool, &self.request.created_by, self.request.request_id.as_str()).await? {
             Some(existing) => self.replay(existing),
             None => Err(BookingError::internal("replaying a raced request", "the racing booking vanished")),
         }

@@ -103,7 +103,7 @@ impl TryFrom<BookingRow> for Booking {
 pub(crate) use crate::db::error::violated_unique_constraint;
 
 pub const REFERENCE_KEY: &str = "bookings_booking_reference_key";
-pub const REQUEST_ID_KEY: &str = "bookings_request_id_key";
+pub const REQUEST_ID_KEY: &str = "bookings_request_id_created_by_key";
 
 pub async fn booking_by_id(db: impl PgExecutor<'_>, id: BookingId) -> Result<Option<Booking>, BookingError> {
     sqlx::query_as::<_, BookingRow>(concat!("select ", booking_columns!(), " from bookings where id = $1"))
@@ -131,15 +131,25 @@ pub async fn booking_by_reference(db: impl PgExecutor<'_>, reference: &str) -> R
     .transpose()
 }
 
-pub async fn booking_by_request_id(db: impl PgExecutor<'_>, request_id: &str) -> Result<Option<Booking>, BookingError> {
-    sqlx::query_as::<_, BookingRow>(concat!("select ", booking_columns!(), " from bookings where request_id = $1"))
-        .bind(request_id)
-        .fetch_optional(db)
-        .instrument(db_span("select booking by request_id"))
-        .await
-        .map_err(|e| BookingError::from_db("reading a booking by request_id", e))?
-        .map(Booking::try_from)
-        .transpose()
+/// The booking `created_by` made under its idempotency key `request_id`.
+pub async fn booking_by_request_id(
+    db: impl PgExecutor<'_>,
+    created_by: &str,
+    request_id: &str,
+) -> Result<Option<Booking>, BookingError> {
+    sqlx::query_as::<_, BookingRow>(concat!(
+        "select ",
+        booking_columns!(),
+        " from bookings where request_id = $1 and created_by = $2"
+    ))
+    .bind(request_id)
+    .bind(created_by)
+    .fetch_optional(db)
+    .instrument(db_span("select booking by request_id"))
+    .await
+    .map_err(|e| BookingError::from_db("reading a booking by request_id", e))?
+    .map(Booking::try_from)
+    .transpose()
 }
 
 #[derive(Debug, sqlx::FromRow)]

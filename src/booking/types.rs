@@ -303,6 +303,8 @@ impl Contact {
 /// What the API hands the domain for CreateBooking, unchecked.
 #[derive(Debug, Clone, Default)]
 pub struct CreateBookingInput {
+    /// The calling principal's name: idempotency keys are scoped to it.
+    pub created_by: String,
     pub request_id: String,
     pub tour_id: String,
     pub num_adults: i32,
@@ -325,6 +327,8 @@ pub struct BookingRules {
 /// A CreateBooking request that passed validation.
 #[derive(Debug, Clone)]
 pub struct BookingRequest {
+    /// Whose idempotency key `request_id` is (the principal's name).
+    pub created_by: String,
     pub request_id: RequestId,
     pub tour_id: TourId,
     pub seats: Seats,
@@ -369,6 +373,7 @@ impl BookingRequest {
                 if problems.is_empty() =>
             {
                 Ok(BookingRequest {
+                    created_by: input.created_by.clone(),
                     request_id,
                     tour_id,
                     seats,
@@ -412,6 +417,7 @@ mod tests {
 
     fn valid_input() -> CreateBookingInput {
         CreateBookingInput {
+            created_by: "booking-client".into(),
             request_id: "req-1".into(),
             tour_id: Uuid::new_v4().to_string(),
             num_adults: 2,
@@ -488,6 +494,7 @@ mod tests {
     #[test]
     fn every_bad_field_is_reported_at_once() {
         let input = CreateBookingInput {
+            created_by: "booking-client".into(),
             request_id: String::new(),
             tour_id: "not-a-uuid".into(),
             num_adults: -1,

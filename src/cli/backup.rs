@@ -65,8 +65,11 @@ pub enum BackupAction {
                       compare every table's row count and checksum with the manifest (exits non-zero on any \
                       difference). The target database is created if it does not exist.\n\n\
                       A target that already holds tables is refused unless --force, which drops and recreates \
-                      the backed-up objects (pg_restore --clean). Stop bookingd before restoring over its \
-                      database.",
+                      the backed-up objects (pg_restore --clean). A forced restore needs --reason; it refuses a \
+                      target with live bookingd sessions (pg_stat_activity) unless --allow-live-sessions, and \
+                      first takes a safety backup of the target (into --safety-dir, default: the directory \
+                      holding the backup being restored). Every restore is recorded in the restored \
+                      database's audit_logs (action backup_restored) with --principal and the reason.",
         after_help = "Example:\n  bookingctl backup restore /var/backups/bookingd/bookingd_backup_20261126_101500 \\\n    \
                       --target-url postgres://.../bookings_restored"
     )]
@@ -79,6 +82,18 @@ pub enum BackupAction {
         /// Replace what the target already holds.
         #[arg(long)]
         force: bool,
+        /// Restore over a target even while bookingd sessions are connected to it.
+        #[arg(long)]
+        allow_live_sessions: bool,
+        /// Why (required with --force over a non-empty target; recorded in audit_logs).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who restores, recorded in audit_logs [default: os:<login name>].
+        #[arg(long, env = "BOOKINGD_PRINCIPAL")]
+        principal: Option<String>,
+        /// Where the safety backup of a non-empty target goes [default: beside the backup].
+        #[arg(long, value_name = "DIR")]
+        safety_dir: Option<PathBuf>,
     },
 }
 
@@ -103,11 +118,28 @@ pub async fn run(args: &BackupArgs) -> Result<ExitCode, Box<dyn std::error::Erro
             let comparison = backup::verify(dir, scratch, &tools, &progress).await?;
             Ok(report(&comparison, "verified"))
         }
-        BackupAction::Restore { dir, target_url, force } => {
-            let comparison = backup::restore(dir, target_url.expose_secret(), *force, &tools, &progress).await?;
-            Ok(report(&comparison, "restored"))
+        BackupAction::Restore { dir, target_url, force, allow_live_sessions, reason, principal, safety_dir } => {
+            let options = backup::RestoreOptions {
+                force: *force,
+                allow_live_sessions: *allow_live_sessions,
+                safety_dir: safety_dir.clone(),
+                principal: principal.clone().unwrap_or_else(os_principal),
+                reason: reason.clone(),
+            };
+            let restored = backup::restore(dir, target_url.expose_secret(), &options, &tools, &progress).await?;
+            if let Some(safety) = &restored.safety_backup {
+                println!("safety backup of the target before the restore: {}", safety.display());
+            }
+            Ok(report(&restored.comparison, "restored"))
         }
     }
+}
+
+/// The login name, when no --principal is given: restores bypass bookingd,
+/// so no token names the caller.
+fn os_principal() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".to_owned());
+    format!("os:{user}")
 }
 
 fn report(comparison: &Comparison, verb: &str) -> ExitCode {

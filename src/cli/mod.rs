@@ -20,7 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tonic::{
     metadata::{Ascii, MetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 
 use crate::proto::v1::{admin_service_client::AdminServiceClient, booking_service_client::BookingServiceClient};
@@ -53,6 +53,18 @@ pub struct Cli {
     #[arg(long, env = "BOOKINGD_ADMIN_TOKEN_FILE", global = true)]
     pub token_file: Option<PathBuf>,
 
+    /// PEM CA certificate to verify bookingd's TLS certificate (with an https:// --addr) [default: system roots].
+    #[arg(long, env = "BOOKINGD_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
+
+    /// PEM client certificate for mutual TLS (with --client-key).
+    #[arg(long, env = "BOOKINGD_CLIENT_CERT", global = true)]
+    pub client_cert: Option<PathBuf>,
+
+    /// PEM private key of --client-cert.
+    #[arg(long, env = "BOOKINGD_CLIENT_KEY", global = true)]
+    pub client_key: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -83,8 +95,30 @@ pub enum Command {
 }
 
 impl Cli {
+    /// A connection to --addr: TLS for https:// (verified with --ca-cert or
+    /// the system roots, presenting --client-cert when given), else plaintext.
     pub async fn channel(&self) -> Result<Channel, Box<dyn std::error::Error>> {
-        Ok(Endpoint::from_shared(self.addr.clone())?.connect().await?)
+        let mut endpoint = Endpoint::from_shared(self.addr.clone())?;
+        let wants_tls = self.ca_cert.is_some() || self.client_cert.is_some() || self.client_key.is_some();
+        if self.addr.starts_with("https://") {
+            endpoint = endpoint.tls_config(self.tls_config()?)?;
+        } else if wants_tls {
+            return Err("--ca-cert, --client-cert and --client-key need an https:// --addr".into());
+        }
+        Ok(endpoint.connect().await?)
+    }
+
+    fn tls_config(&self) -> Result<ClientTlsConfig, Box<dyn std::error::Error>> {
+        let read = |path: &PathBuf| std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+        let tls = match &self.ca_cert {
+            Some(path) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(path)?)),
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Ok(tls.identity(Identity::from_pem(read(cert)?, read(key)?))),
+            (None, None) => Ok(tls),
+            _ => Err("--client-cert and --client-key go together".into()),
+        }
     }
 
     /// The token: --token / BOOKINGD_ADMIN_TOKEN, else the first line of
@@ -121,9 +155,12 @@ impl Cli {
         Bearer::new(&self.operator_token()?)
     }
 
-    /// A channel whose every call presents the token.
+    /// A channel whose every call presents the token; under mutual TLS the
+    /// client certificate alone may stand for the principal (no token needed,
+    /// and the default token file is then not consulted).
     pub async fn authorized_channel(&self) -> Result<AuthorizedChannel, Box<dyn std::error::Error>> {
-        let bearer = Bearer::new(&self.operator_token()?)?;
+        let certificate_only = self.client_cert.is_some() && self.token.is_none() && self.token_file.is_none();
+        let bearer = if certificate_only { Bearer::none() } else { Bearer::new(&self.operator_token()?)? };
         Ok(InterceptedService::new(self.channel().await?, bearer))
     }
 
@@ -149,7 +186,7 @@ pub type AdminClient = AdminServiceClient<AuthorizedChannel>;
 
 /// Adds `authorization: Bearer <token>` (marked sensitive) to every call.
 #[derive(Clone)]
-pub struct Bearer(MetadataValue<Ascii>);
+pub struct Bearer(Option<MetadataValue<Ascii>>);
 
 impl Bearer {
     pub fn new(token: &SecretString) -> Result<Self, Box<dyn std::error::Error>> {
@@ -157,13 +194,20 @@ impl Bearer {
             .parse()
             .map_err(|_| "the token must be printable ASCII")?;
         value.set_sensitive(true);
-        Ok(Bearer(value))
+        Ok(Bearer(Some(value)))
+    }
+
+    /// Presents nothing: the connection's client certificate is the credential.
+    pub fn none() -> Self {
+        Bearer(None)
     }
 }
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
         Ok(request)
     }
 }

@@ -30,12 +30,18 @@ pub enum DbSetupError {
     Query { action: &'static str, source: sqlx::Error },
 }
 
+/// `application_name` of every bookingd session (the flag listener and the
+/// integrity checks add to it): how `backup restore` recognises a live
+/// bookingd in `pg_stat_activity`.
+pub const APPLICATION_NAME: &str = "bookingd";
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Connects with retries until `wait` has passed: a database that is still
 /// starting is normal, a wrong URL is not, and only the latter fails fast.
 pub async fn connect(url: &str, max_connections: u32, wait: Duration) -> Result<PgPool, DbSetupError> {
     let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| DbSetupError::BadUrl(e.to_string()))?;
+    let options = options.application_name(APPLICATION_NAME);
     let target = format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or(""));
     let deadline = Instant::now() + wait;
     loop {

@@ -17,6 +17,7 @@ use super::{EmbeddedPgError, EmbeddedPgOptions, EmbeddedPostgres, url_for};
 
 pub struct PostgresThread {
     port: u16,
+    password: String,
     data_dir: PathBuf,
     /// Dropping it tells the thread to stop the server and end.
     stop: Option<mpsc::Sender<()>>,
@@ -33,7 +34,7 @@ impl PostgresThread {
             .name(name.to_owned())
             .spawn(move || match EmbeddedPostgres::start(options) {
                 Ok(mut server) => {
-                    let _ = ready_tx.send(Ok((server.port(), server.data_dir().to_owned())));
+                    let _ = ready_tx.send(Ok((server.port(), server.password.clone(), server.data_dir().to_owned())));
                     // returns when the sender is dropped
                     let _ = stop_rx.recv();
                     server.stop();
@@ -43,11 +44,17 @@ impl PostgresThread {
                 }
             })
             .map_err(|source| EmbeddedPgError::Io { action: "starting the postgres thread".to_owned(), source })?;
-        let mut hosted =
-            PostgresThread { port: 0, data_dir: PathBuf::new(), stop: Some(stop_tx), thread: Some(thread) };
+        let mut hosted = PostgresThread {
+            port: 0,
+            password: String::new(),
+            data_dir: PathBuf::new(),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        };
         match ready_rx.recv() {
-            Ok(Ok((port, data_dir))) => {
+            Ok(Ok((port, password, data_dir))) => {
                 hosted.port = port;
+                hosted.password = password;
                 hosted.data_dir = data_dir;
                 Ok(hosted)
             }
@@ -83,7 +90,7 @@ impl PostgresThread {
 
     /// URL of a database on this server.
     pub fn url(&self, database: &str) -> String {
-        url_for(self.port, database)
+        url_for(self.port, &self.password, database)
     }
 
     /// Stops the server and waits for its thread (blocking).

@@ -1,5 +1,6 @@
 //! The one access check every RPC goes through: a tower layer on the server
-//! builder that ties the call to a [`Principal`] (by its bearer token), checks the role the method needs in
+//! builder that ties the call to a [`Principal`] (bearer token, or a verified
+//! client certificate under mutual TLS), checks the role the method needs in
 //! [`RPC_ACCESS`], and hands the principal to the handler in the request
 //! extensions. Handlers read it with [`principal`]; they never see a token.
 //!
@@ -9,11 +10,15 @@
 
 use std::task::{Context, Poll};
 
-use tonic::{Code, Request, Status, body::Body};
+use tonic::{
+    Code, Request, Status,
+    body::Body,
+    transport::server::{TcpConnectInfo, TlsConnectInfo},
+};
 use tower::{Layer, Service};
 
 use crate::{
-    auth::{AuthError, Authenticator, Principal, Role},
+    auth::{AuthError, Authenticator, Principal, Role, certificate_names},
     grpc::status::ApiError,
 };
 
@@ -156,9 +161,12 @@ impl<S> AuthService<S> {
         Ok(Some(principal))
     }
 
-    /// The bearer token's principal.
+    /// A bearer token when one is sent (explicit beats ambient), else the
+    /// verified client certificate of the connection.
     fn identify<B>(&self, request: &http::Request<B>) -> Result<Principal, AuthError> {
-        let header = request.headers().get(http::header::AUTHORIZATION).ok_or(AuthError::MissingCredential)?;
+        let Some(header) = request.headers().get(http::header::AUTHORIZATION) else {
+            return self.identify_certificate(request);
+        };
         let token = header
             .to_str()
             .ok()
@@ -167,6 +175,21 @@ impl<S> AuthService<S> {
             .filter(|token| !token.is_empty() && !token.contains(char::is_whitespace))
             .ok_or(AuthError::MalformedCredential)?;
         self.authenticator.by_token(token).ok_or(AuthError::UnknownCredential)
+    }
+
+    /// rustls verified the chain during the handshake; a certificate is only
+    /// here if it passed (tonic records it in the connection's info).
+    fn identify_certificate<B>(&self, request: &http::Request<B>) -> Result<Principal, AuthError> {
+        let certificate = request
+            .extensions()
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(TlsConnectInfo::peer_certs)
+            .and_then(|chain| chain.first().cloned())
+            .ok_or(AuthError::MissingCredential)?;
+        certificate_names(certificate.as_ref())
+            .iter()
+            .find_map(|name| self.authenticator.by_certificate_name(name))
+            .ok_or(AuthError::UnknownCredential)
     }
 }
 

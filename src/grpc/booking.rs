@@ -9,7 +9,7 @@ use crate::{
         service::{JourneyQuery, TourQuery},
         types::{self, BookingStatus, CodePath, CreateBookingInput},
     },
-    grpc::{convert::timestamp, status::ApiError},
+    grpc::{auth::principal, convert::timestamp, status::ApiError},
     proto::v1::{
         self, CancelBookingRequest, CancelBookingResponse, ConfirmBookingRequest, ConfirmBookingResponse,
         CreateBookingRequest, CreateBookingResponse, GetBookingRequest, GetBookingResponse, ListToursRequest,
@@ -39,8 +39,10 @@ impl BookingService for BookingApi {
         &self,
         request: Request<CreateBookingRequest>,
     ) -> Result<Response<CreateBookingResponse>, Status> {
+        let created_by = principal(&request)?.name().to_owned();
         let request = request.into_inner();
         let input = CreateBookingInput {
+            created_by,
             request_id: request.request_id,
             tour_id: request.tour_id,
             num_adults: request.num_adults,

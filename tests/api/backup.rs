@@ -20,10 +20,25 @@ use uuid::Uuid;
 
 use crate::{
     fixtures::{book_like_legacy, insert_operator, insert_tour},
-    helpers::{assert_healthy, spawn_app, test_server_url, wait_until},
+    helpers::{TEST_OPERATOR, assert_healthy, spawn_app, test_server_url, wait_until},
 };
 
 fn quiet(_: &str) {}
+
+/// A plain restore (no --force) by the test operator.
+fn restore_as_operator() -> backup::RestoreOptions {
+    backup::RestoreOptions { principal: TEST_OPERATOR.to_owned(), ..Default::default() }
+}
+
+/// Sessions of a bookingd server on the database at `url`.
+async fn bookingd_sessions(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from pg_stat_activity where datname = current_database() and application_name like 'bookingd%'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("pg_stat_activity")
+}
 
 fn scratch_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("bookingd-backup-test-{}", Uuid::new_v4().simple()));
@@ -82,7 +97,8 @@ async fn backup_drill_restores_identical_data_after_the_database_is_dropped() {
     app.pool.close().await;
     app.stop().await;
     drop_database(&database_url).await;
-    let restored = backup::restore(&dir, &database_url, false, &tools, &quiet).await.expect("restore");
+    let restored =
+        backup::restore(&dir, &database_url, &restore_as_operator(), &tools, &quiet).await.expect("restore").comparison;
 
     // Assert: one timestamp names every file, the archives and manifest agree,
     // and the restored database is the one we backed up
@@ -156,7 +172,7 @@ async fn a_damaged_archive_fails_verification_and_restore() {
     // Act
     let verify = backup::verify(&dir, Scratch::Server(test_server_url().to_owned()), &tools, &quiet).await;
     let target = with_database(test_server_url(), &format!("restore_target_{}", Uuid::new_v4().simple()));
-    let restore = backup::restore(&dir, &target, false, &tools, &quiet).await;
+    let restore = backup::restore(&dir, &target, &restore_as_operator(), &tools, &quiet).await.map(|r| r.comparison);
 
     // Assert
     assert!(
@@ -234,6 +250,13 @@ async fn bookingctl_backs_up_verifies_on_a_scratch_server_and_restores_only_with
     bookings_to_back_up(&app.pool).await;
     let out = scratch_dir();
     let occupied = spawn_app().await; // a migrated database: not empty
+    let occupied_pool = occupied.pool.clone();
+    let occupied_url = occupied.database_url.clone();
+    occupied.stop().await; // a forced restore refuses a database bookingd is using
+    wait_until("the stopped server's sessions are gone", Duration::from_secs(20), || async {
+        bookingd_sessions(&occupied_pool).await == 0
+    })
+    .await;
 
     // Act
     let created = bookingctl(&out, &["backup", "create", "--database-url", &app.database_url, "--out", "."]).await;
@@ -243,9 +266,26 @@ async fn bookingctl_backs_up_verifies_on_a_scratch_server_and_restores_only_with
     let dir_arg = dir.to_str().expect("utf-8 path");
     // no --scratch-url: verify starts its own throwaway PostgreSQL
     let verified = bookingctl(&out, &["backup", "verify", dir_arg]).await;
-    let refused = bookingctl(&out, &["backup", "restore", dir_arg, "--target-url", &occupied.database_url]).await;
-    let forced =
-        bookingctl(&out, &["backup", "restore", dir_arg, "--target-url", &occupied.database_url, "--force"]).await;
+    let refused = bookingctl(&out, &["backup", "restore", dir_arg, "--target-url", &occupied_url]).await;
+    let safety = out.join("safety");
+    let forced = bookingctl(
+        &out,
+        &[
+            "backup",
+            "restore",
+            dir_arg,
+            "--target-url",
+            &occupied_url,
+            "--force",
+            "--reason",
+            "drill",
+            "--principal",
+            "night-operator",
+            "--safety-dir",
+            safety.to_str().expect("utf-8"),
+        ],
+    )
+    .await;
 
     // Assert
     let progress = String::from_utf8_lossy(&created.stderr);
@@ -267,9 +307,18 @@ async fn bookingctl_backs_up_verifies_on_a_scratch_server_and_restores_only_with
     );
     assert!(String::from_utf8_lossy(&forced.stdout).contains("counts and checksums match"));
     let bookings: i64 =
-        sqlx::query_scalar("select count(*) from bookings").fetch_one(&occupied.pool).await.expect("count");
+        sqlx::query_scalar("select count(*) from bookings").fetch_one(&occupied_pool).await.expect("count");
     assert_eq!(bookings, 6);
-    assert_healthy(&occupied.pool).await;
+    let (actor, details): (String, serde_json::Value) =
+        sqlx::query_as("select actor, details from audit_logs where action = 'backup_restored'")
+            .fetch_one(&occupied_pool)
+            .await
+            .expect("the restore is audited in the restored database");
+    assert_eq!((actor.as_str(), details["reason"].as_str()), ("night-operator", Some("drill")));
+    let safety_backup = details["safety_backup"].as_str().expect("a safety backup was taken");
+    assert!(Path::new(safety_backup).join(backup::MANIFEST_FILE).exists(), "{safety_backup}");
+    assert!(Path::new(safety_backup).starts_with(&safety));
+    assert_healthy(&occupied_pool).await;
     let _ = std::fs::remove_dir_all(out);
 }
 
@@ -298,5 +347,71 @@ async fn verify_reports_a_table_whose_data_disagrees_with_the_manifest() {
     assert_eq!((mismatches[0].expected_rows, mismatches[0].actual_rows), (7, Some(6)));
     assert!(!mismatches[0].checksum_matches);
     assert_healthy(&app.pool).await;
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[tokio::test]
+async fn a_forced_restore_over_a_database_with_a_live_bookingd_is_refused_and_changes_nothing() {
+    // Arrange: a backup of one database; another with a running bookingd and bookings of its own
+    let source = spawn_app().await;
+    bookings_to_back_up(&source.pool).await;
+    let out = scratch_dir();
+    let tools = PgTools::new(None);
+    let (dir, _) = backup::create(&source.database_url, &out, &tools, &quiet).await.expect("backup");
+    let live = spawn_app().await;
+    let operator = insert_operator(&live.pool).await;
+    let tour = insert_tour(&live.pool, operator, 10, "active").await;
+    book_like_legacy(&live.pool, tour, 3).await.expect("a booking of the live database");
+    wait_until("bookingd's sessions are visible", Duration::from_secs(10), || async {
+        bookingd_sessions(&live.pool).await > 0
+    })
+    .await;
+    let before: (i64, i64) =
+        sqlx::query_as("select (select count(*) from bookings), (select count(*) from audit_logs)")
+            .fetch_one(&live.pool)
+            .await
+            .expect("counts");
+    let forced = backup::RestoreOptions {
+        force: true,
+        reason: Some("restore drill".into()),
+        safety_dir: Some(out.join("safety")),
+        ..restore_as_operator()
+    };
+
+    // Act
+    let refused = backup::restore(&dir, &live.database_url, &forced, &tools, &quiet).await;
+    let unforced = backup::restore(&dir, &live.database_url, &restore_as_operator(), &tools, &quiet).await;
+    let after: (i64, i64) = sqlx::query_as("select (select count(*) from bookings), (select count(*) from audit_logs)")
+        .fetch_one(&live.pool)
+        .await
+        .expect("counts");
+    let safety_after_refusal = out.join("safety").exists();
+    let allowed = backup::RestoreOptions { allow_live_sessions: true, ..forced.clone() };
+    let restored = backup::restore(&dir, &live.database_url, &allowed, &tools, &quiet).await.expect("told explicitly");
+
+    // Assert
+    assert!(
+        matches!(refused, Err(backup::BackupError::TargetInUse { sessions, ref names }) if sessions > 0 && names.contains("bookingd")),
+        "{:?}",
+        refused.as_ref().err()
+    );
+    assert!(matches!(unforced, Err(backup::BackupError::TargetNotEmpty { .. })), "{:?}", unforced.as_ref().err());
+    assert_eq!(after, before, "a refused restore changes nothing");
+    assert!(!safety_after_refusal, "no safety backup for a refused restore");
+    assert!(restored.comparison.matches());
+    let safety = restored.safety_backup.expect("safety backup");
+    let safety_manifest: backup::Manifest =
+        serde_json::from_slice(&std::fs::read(safety.join(backup::MANIFEST_FILE)).expect("manifest")).expect("json");
+    let safety_bookings = safety_manifest.tables.iter().find(|t| t.name == "bookings").map(|t| t.rows);
+    assert_eq!(safety_bookings, Some(1), "the safety backup holds the target as it was");
+    let (actor, details): (String, serde_json::Value) =
+        sqlx::query_as("select actor, details from audit_logs where action = 'backup_restored'")
+            .fetch_one(&live.pool)
+            .await
+            .expect("audited");
+    assert_eq!(actor, TEST_OPERATOR);
+    assert_eq!(details["reason"], "restore drill");
+    assert_eq!(details["live_sessions_allowed"], true);
+    live.stop().await;
     let _ = std::fs::remove_dir_all(out);
 }

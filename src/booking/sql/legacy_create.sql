@@ -9,14 +9,14 @@
 -- on the locked row and the booking is priced from it (ROUND(subtotal ×
 -- rate / 100), total = subtotal). A request id committed by a racing
 -- transaction after this statement's snapshot surfaces as a unique violation
--- on bookings_request_id_key, which the caller answers with that booking.
+-- on bookings_request_id_created_by_key, which the caller answers with that booking.
 --
 -- One row when the tour exists: `outcome` 'booked' or 'existing' with the
 -- booking's columns, or null (refused) with the tour's state; no row: no such tour.
 --
 -- $1 tour id, $2 request id, $3 seats, $4 adults, $5 children, $6 booking id,
 -- $7 reference, $8 fingerprint, $9 user id, $10 name, $11 email, $12 whatsapp,
--- $13 hold expires at
+-- $13 hold expires at, $14 created_by (the principal: idempotency keys are its own)
 with tour as (
     select id, operator_id, origin_schedule_id, is_template, tour_date, status, available_spots,
            adult_price_cents, child_price_cents, currency_code, commission_rate
@@ -25,7 +25,7 @@ with tour as (
        for update
 ),
 existing as (
-    select b.* from bookings b where b.request_id = $2
+    select b.* from bookings b where b.request_id = $2 and b.created_by = $14
 ),
 taken as (
     update tours t
@@ -43,12 +43,12 @@ inserted as (
         id, booking_reference, request_id, request_fingerprint, tour_id, schedule_id,
         operator_id, user_id, customer_name, customer_email, customer_whatsapp,
         num_adults, num_children, subtotal, commission_amount, total_amount,
-        applied_commission_rate, currency_code, booking_status, code_path, hold_expires_at
+        applied_commission_rate, currency_code, booking_status, code_path, hold_expires_at, created_by
     )
     select $6, $7, $2, $8, k.id, k.origin_schedule_id,
            k.operator_id, $9, $10, $11, $12,
            $4, $5, k.subtotal, round(k.subtotal * k.commission_rate / 100)::bigint, k.subtotal,
-           k.commission_rate, k.currency_code, 'pending', 'legacy', $13
+           k.commission_rate, k.currency_code, 'pending', 'legacy', $13, $14
       from taken k
     returning *
 )
