@@ -59,29 +59,23 @@ async fn a_booking_is_made_seen_and_cancelled_with_bookingctl_alone() {
     assert!(table.contains(&tour_id) && table.contains("10/10"), "{table}");
 
     // book 2 adults + 1 child as the booking site would
-    let booked = json_of(
-        &bookingctl(
-            &app,
-            TEST_BOOKING_TOKEN,
-            &[
-                "book",
-                "--tour",
-                &tour_id,
-                "--adults",
-                "2",
-                "--children",
-                "1",
-                "--name",
-                "Grace Hopper",
-                "--email",
-                "grace@example.com",
-                "--request-id",
-                "desk-1",
-                "--json",
-            ],
-        )
-        .await,
-    );
+    let book = [
+        "book",
+        "--tour",
+        &tour_id,
+        "--adults",
+        "2",
+        "--children",
+        "1",
+        "--name",
+        "Grace Hopper",
+        "--email",
+        "grace@example.com",
+        "--request-id",
+        "desk-1",
+        "--json",
+    ];
+    let booked = json_of(&bookingctl(&app, TEST_BOOKING_TOKEN, &book).await);
     assert_eq!(booked["status"], "pending");
     assert_eq!(booked["replayed"], false);
     assert_eq!(booked["total_amount_cents"], 2 * 4500 + 2250);
@@ -90,29 +84,7 @@ async fn a_booking_is_made_seen_and_cancelled_with_bookingctl_alone() {
     assert_eq!(available_spots(&app.pool, tour.tour_id).await, 7);
 
     // the same request id again is the same booking, not a second one
-    let again = json_of(
-        &bookingctl(
-            &app,
-            TEST_BOOKING_TOKEN,
-            &[
-                "book",
-                "--tour",
-                &tour_id,
-                "--adults",
-                "2",
-                "--children",
-                "1",
-                "--name",
-                "Grace Hopper",
-                "--email",
-                "grace@example.com",
-                "--request-id",
-                "desk-1",
-                "--json",
-            ],
-        )
-        .await,
-    );
+    let again = json_of(&bookingctl(&app, TEST_BOOKING_TOKEN, &book).await);
     assert_eq!((again["id"].as_str(), again["replayed"].as_bool()), (Some(id.as_str()), Some(true)));
     assert_eq!(available_spots(&app.pool, tour.tour_id).await, 7);
 
