@@ -113,6 +113,51 @@ pub struct Settings {
     #[arg(long, env = "BOOKINGD_CONCURRENCY_LIMIT", default_value_t = 512)]
     pub concurrency_limit: usize,
 
+    /// Calls waiting for a booking on one tour (holding no connection yet) beyond which more are refused
+    /// with RESOURCE_EXHAUSTED `TOUR_BUSY`: one hot tour cannot queue the whole server behind its row lock.
+    #[arg(long, env = "BOOKINGD_TOUR_MAX_WAITING", default_value_t = 64)]
+    pub tour_max_waiting: usize,
+
+    /// Bookings of one tour holding a database connection at once (unset: a quarter of the pool, at least 1);
+    /// the others wait for their turn without a connection, so other tours always find one.
+    #[arg(long, env = "BOOKINGD_TOUR_MAX_IN_DATABASE")]
+    pub tour_max_in_database: Option<usize>,
+
+    /// Largest request message accepted (bytes); larger ones are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "BOOKINGD_MAX_REQUEST_BYTES", default_value_t = 256 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// Largest response message sent (bytes).
+    #[arg(long, env = "BOOKINGD_MAX_RESPONSE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_response_bytes: usize,
+
+    /// HTTP/2 keepalive: how often an idle connection is pinged.
+    #[arg(long, env = "BOOKINGD_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub http2_keepalive_interval: Duration,
+
+    /// HTTP/2 keepalive: how long a ping may go unanswered before the connection is closed.
+    #[arg(long, env = "BOOKINGD_HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub http2_keepalive_timeout: Duration,
+
+    /// `statement_timeout` of every pooled database session (below the request timeout, so no statement
+    /// outlives the call that started it).
+    #[arg(long, env = "BOOKINGD_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub db_statement_timeout: Duration,
+
+    /// `lock_timeout` of every pooled database session: how long a statement may wait for a row or table lock.
+    #[arg(long, env = "BOOKINGD_DB_LOCK_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub db_lock_timeout: Duration,
+
+    /// `idle_in_transaction_session_timeout` of every pooled session: a transaction left open by a stalled
+    /// task is ended by the database and its locks released.
+    #[arg(long, env = "BOOKINGD_DB_IDLE_IN_TRANSACTION_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub db_idle_in_transaction_timeout: Duration,
+
+    /// On SIGTERM: how long in-flight calls may take to finish after the server stops accepting; then open
+    /// streams are ended and the process exits.
+    #[arg(long, env = "BOOKINGD_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
     /// How often the database is probed for the health service.
     #[arg(long, env = "BOOKINGD_HEALTH_PROBE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub health_probe_interval: Duration,
@@ -356,7 +401,28 @@ impl Settings {
         {
             return Err("check statement and lock timeouts must be at least 1ms (0 would mean no timeout)".into());
         }
+        if self.tour_max_waiting < 1 || self.tour_max_in_database == Some(0) {
+            return Err("tour max waiting and tour max in database must be at least 1".into());
+        }
+        if self.max_request_bytes < 1024 || self.max_response_bytes < 1024 {
+            return Err("max request and response bytes must be at least 1024".into());
+        }
+        // a statement must end (and roll back) before the call that started it
+        // is answered DEADLINE_EXCEEDED, or the caller is told "failed" about
+        // a booking that then commits
+        if self.db_statement_timeout >= self.request_timeout || self.db_lock_timeout > self.db_statement_timeout {
+            return Err(format!(
+                "the database timeouts must be below the request timeout ({}): lock timeout <= statement timeout < \
+                 request timeout",
+                humantime::format_duration(self.request_timeout)
+            ));
+        }
         for (name, value) in [
+            ("the db statement timeout", self.db_statement_timeout),
+            ("the db lock timeout", self.db_lock_timeout),
+            ("the db idle-in-transaction timeout", self.db_idle_in_transaction_timeout),
+            ("the http2 keepalive interval", self.http2_keepalive_interval),
+            ("the http2 keepalive timeout", self.http2_keepalive_timeout),
             ("the request timeout", self.request_timeout),
             ("the flag cache ttl", self.flag_cache_ttl),
             ("the hold sweep interval", self.hold_sweep_interval),
@@ -367,6 +433,11 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// Bookings of one tour that may hold a database connection at once.
+    pub fn tour_max_in_database(&self) -> usize {
+        self.tour_max_in_database.unwrap_or((self.db_max_connections as usize / 4).max(1))
     }
 
     /// Settings for tests and embedding: no flags (the environment still
