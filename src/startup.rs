@@ -16,6 +16,7 @@ use crate::{
     booking::{
         self, AtomicPathStatus, Bookings,
         batch::{BatchSettings, Batcher},
+        tour_gate::TourGate,
         types::BookingRules,
     },
     config::Settings,
@@ -27,6 +28,7 @@ use crate::{
         booking::BookingApi,
         health::{ATOMIC_PATH, Health},
         integrity::IntegrityApi,
+        limits::{LoadShed, MessageLimitLayer},
     },
     integrity::{IntegrityRunner, RunnerSettings},
     proto::{
@@ -57,6 +59,18 @@ pub enum StartupError {
     Serve(#[from] tonic::transport::Error),
 }
 
+/// The message size limits (BOOKINGD_MAX_REQUEST_BYTES, _RESPONSE_BYTES) on
+/// one generated server: each has them as its own methods, with no trait in
+/// common. A larger request is refused RESOURCE_EXHAUSTED before its handler
+/// runs.
+macro_rules! with_message_limits {
+    ($server:expr, $settings:expr) => {
+        $server
+            .max_decoding_message_size($settings.max_request_bytes)
+            .max_encoding_message_size($settings.max_response_bytes)
+    };
+}
+
 /// How long a server started with `--migrate-on-start false` waits for the
 /// schema to become current before giving up.
 const MIGRATION_WAIT: Duration = Duration::from_secs(120);
@@ -70,6 +84,8 @@ pub struct Application {
     stop: CancellationToken,
     server: ServeFuture,
     background: JoinSet<()>,
+    /// The concurrency limit; shutdown waits on it for in-flight calls.
+    load_shed: LoadShed,
 }
 
 impl Application {
@@ -130,7 +146,12 @@ impl Application {
             stop.clone(),
         ));
 
-        let mut builder = Server::builder();
+        let load_shed = LoadShed::new(settings.concurrency_limit);
+        // keepalive: a peer that vanished without a FIN (a crashed client, a
+        // dropped NAT entry) is noticed and its connection and streams closed
+        let mut builder = Server::builder()
+            .http2_keepalive_interval(Some(settings.http2_keepalive_interval))
+            .http2_keepalive_timeout(Some(settings.http2_keepalive_timeout));
         if let Some(tls) = tls {
             builder =
                 builder.tls_config(tls).map_err(|e| StartupError::Transport(format!("TLS configuration: {e}")))?;
@@ -138,25 +159,32 @@ impl Application {
         let router = builder
             .timeout(settings.request_timeout)
             .layer(RpcTraceLayer::new())
+            // inside the trace layer, so shed calls have a span and a status;
+            // before access, so a shed call costs no token check
+            .layer(load_shed.layer())
             // inside the trace layer: refused calls get their span, admitted ones its enduser.id
             .layer(AuthLayer::new(authenticator))
-            .add_service(health_service)
-            .add_optional_service(reflection)
-            .add_service(BookingServiceServer::new(BookingApi::new(bookings.clone())))
-            .add_service(IntegrityServiceServer::new(IntegrityApi::new(
-                integrity_runner(&settings, &pool),
-                stop.clone(),
-            )))
-            .add_service(AdminServiceServer::new(AdminApi::new(
-                pool.clone(),
-                flags.clone(),
-                bookings.atomic_path_status().clone(),
-            )));
+            .layer(MessageLimitLayer::new(settings.max_request_bytes))
+            .add_service(with_message_limits!(health_service, settings))
+            .add_optional_service(reflection.map(|reflection| with_message_limits!(reflection, settings)))
+            .add_service(with_message_limits!(BookingServiceServer::new(BookingApi::new(bookings.clone())), settings))
+            .add_service(with_message_limits!(
+                IntegrityServiceServer::new(IntegrityApi::new(integrity_runner(&settings, &pool), stop.clone())),
+                settings
+            ))
+            .add_service(with_message_limits!(
+                AdminServiceServer::new(AdminApi::new(
+                    pool.clone(),
+                    flags.clone(),
+                    bookings.atomic_path_status().clone()
+                )),
+                settings
+            ));
 
         let shutdown = stop.clone().cancelled_owned();
         let server = Box::pin(router.serve_with_incoming_shutdown(incoming(listener), shutdown));
 
-        Ok(Application { local_addr, pool, flags, stop, server, background })
+        Ok(Application { local_addr, pool, flags, stop, server, background, load_shed })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -166,6 +194,11 @@ impl Application {
     /// The process's flag resolver (the instance the services use).
     pub fn flags(&self) -> &Flags {
         &self.flags
+    }
+
+    /// The concurrency limit: calls in flight, and a wait for them to drain.
+    pub fn load_shed(&self) -> &LoadShed {
+        &self.load_shed
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
@@ -210,7 +243,8 @@ async fn start_bookings(
         let batch = BatchSettings { max_size: settings.batch_max_size, lanes: settings.batch_lanes };
         Batcher::start(pool.clone(), batch, stop.clone(), background)
     });
-    let bookings = Bookings::new(pool.clone(), flags, rules, atomic_path.clone(), batcher);
+    let tour_gate = TourGate::new(settings.tour_max_in_database(), settings.tour_max_waiting);
+    let bookings = Bookings::new(pool.clone(), flags, rules, atomic_path.clone(), batcher, tour_gate);
 
     let mut changes = atomic_path.subscribe();
     let available_now = changes.borrow_and_update().available;

@@ -15,6 +15,7 @@ mod db_errors;
 mod drill_ddl;
 mod drill_failures;
 mod drill_overbooked;
+mod drill_overload;
 mod embedded_postgres;
 mod fixtures;
 mod flags;
