@@ -82,8 +82,12 @@ impl ApiError {
 /// sent. Limits are bytes of UTF-8; the message is percent-encoded in
 /// `grpc-message` (up to 3 bytes per byte) and also sent inside the details.
 const MAX_MESSAGE_BYTES: usize = 512;
-/// Each `ErrorInfo` metadata value and each field violation description.
-const MAX_DETAIL_BYTES: usize = 128;
+/// One `ErrorInfo` metadata value or field violation description: room for
+/// the server's own lists (every valid check name), not for an echo.
+const MAX_DETAIL_BYTES: usize = 512;
+/// All metadata values and violation descriptions together, given out in
+/// order (metadata first): a few long ones cannot add up past the limit.
+const DETAILS_BUDGET_BYTES: usize = 2048;
 /// Metadata keys and violated field names (chosen by the server, but a
 /// field name can carry an index).
 const MAX_NAME_BYTES: usize = 64;
@@ -92,27 +96,40 @@ const MAX_METADATA_ENTRIES: usize = 8;
 /// `omitted_field_violations` metadata entry.
 const MAX_FIELD_VIOLATIONS: usize = 10;
 
-/// `text` cut to at most `max_bytes` bytes on a char boundary, with an
-/// ellipsis when something was cut.
+const ELLIPSIS: char = '…';
+
+/// `text` cut to at most `max_bytes` bytes (never less than the ellipsis)
+/// on a char boundary, with an ellipsis when something was cut.
 fn bounded(mut text: String, max_bytes: usize) -> String {
     if text.len() <= max_bytes {
         return text;
     }
-    const ELLIPSIS: char = '…';
-    let end = text.floor_char_boundary(max_bytes - ELLIPSIS.len_utf8());
+    let end = text.floor_char_boundary(max_bytes.saturating_sub(ELLIPSIS.len_utf8()));
     text.truncate(end);
     text.push(ELLIPSIS);
     text
 }
 
+/// What is left of [`DETAILS_BUDGET_BYTES`] while the details are built.
+struct DetailsBudget(usize);
+
+impl DetailsBudget {
+    fn spend(&mut self, text: String) -> String {
+        let text = bounded(text, MAX_DETAIL_BYTES.min(self.0));
+        self.0 = self.0.saturating_sub(text.len());
+        text
+    }
+}
+
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Status {
+        let mut budget = DetailsBudget(DETAILS_BUDGET_BYTES);
         let omitted_violations = error.field_violations.len().saturating_sub(MAX_FIELD_VIOLATIONS);
         let mut metadata: std::collections::HashMap<String, String> = error
             .metadata
             .into_iter()
             .take(MAX_METADATA_ENTRIES)
-            .map(|(key, value)| (bounded(key, MAX_NAME_BYTES), bounded(value, MAX_DETAIL_BYTES)))
+            .map(|(key, value)| (bounded(key, MAX_NAME_BYTES), budget.spend(value)))
             .collect();
         if omitted_violations > 0 {
             metadata.insert("omitted_field_violations".to_owned(), omitted_violations.to_string());
@@ -129,7 +146,7 @@ impl From<ApiError> for Status {
                 .take(MAX_FIELD_VIOLATIONS)
                 .map(|mut violation| {
                     violation.field = bounded(violation.field, MAX_NAME_BYTES);
-                    violation.description = bounded(violation.description, MAX_DETAIL_BYTES);
+                    violation.description = budget.spend(violation.description);
                     violation
                 })
                 .collect::<Vec<_>>();
@@ -426,7 +443,7 @@ mod tests {
         let info = status.get_error_details().error_info().cloned().expect("error info");
         assert_eq!(info.reason, "FLAG_NOT_FOUND");
         let echoed = info.metadata.get("key").expect("key metadata");
-        assert!(echoed.len() <= MAX_DETAIL_BYTES && echoed.ends_with('…'), "{echoed}");
+        assert!(echoed.len() <= MAX_DETAIL_BYTES && echoed.ends_with(ELLIPSIS), "{echoed}");
         assert!(key.starts_with(echoed.trim_end_matches('…')));
         assert!(status.message().starts_with("unknown feature flag \"kkk"), "{}", status.message());
     }
@@ -467,6 +484,17 @@ mod tests {
         // does not fit, so the ticket goes whole
         assert_eq!(bounded("ab🎟cdefgh".to_owned(), 8), "ab…");
         assert_eq!(bounded("abcdefghij".to_owned(), 8), "abcde…");
+        assert_eq!(bounded("abcdefghij".to_owned(), 1), "…", "a spent budget leaves the ellipsis");
+    }
+
+    #[test]
+    fn every_valid_check_name_is_kept_while_the_unknown_ones_are_cut() {
+        let unknown: Vec<String> = (0..1_000).map(|n| format!("no_such_check_{n}")).collect();
+        let status: Status = ApiError::from(crate::integrity::IntegrityError::UnknownChecks { unknown }).into();
+        let info = status.get_error_details().error_info().cloned().expect("error info");
+        let valid = info.metadata.get("valid_checks").expect("valid checks");
+        assert_eq!(valid, &crate::integrity::checks::names().collect::<Vec<_>>().join(", "));
+        assert!(header_list_size(&status) < 8 * 1024, "{} bytes of headers", header_list_size(&status));
     }
 
     #[test]
