@@ -15,6 +15,7 @@ mod db_errors;
 mod drill_ddl;
 mod drill_deadlines;
 mod drill_failures;
+mod drill_fuzz;
 mod drill_overbooked;
 mod embedded_postgres;
 mod fixtures;
