@@ -72,21 +72,87 @@ impl ApiError {
     }
 }
 
+/// Bounds on what one refusal carries in its trailers. Messages, metadata
+/// values and violations echo caller input (an unknown flag key, a list of
+/// tour ids, check names); unbounded, a 5,000-character key made the
+/// `grpc-message` and `grpc-status-details-bin` headers outgrow the 16 KiB
+/// header list that hyper and grpc-go accept by default, and the caller got
+/// an HTTP/2 reset instead of the refusal. With these bounds the worst case
+/// stays under 8 KiB of headers (a unit test below builds it), whatever was
+/// sent. Limits are bytes of UTF-8; the message is percent-encoded in
+/// `grpc-message` (up to 3 bytes per byte) and also sent inside the details.
+const MAX_MESSAGE_BYTES: usize = 512;
+/// One `ErrorInfo` metadata value or field violation description: room for
+/// the server's own lists (every valid check name), not for an echo.
+const MAX_DETAIL_BYTES: usize = 512;
+/// All metadata values and violation descriptions together, given out in
+/// order (metadata first): a few long ones cannot add up past the limit.
+const DETAILS_BUDGET_BYTES: usize = 2048;
+/// Metadata keys and violated field names (chosen by the server, but a
+/// field name can carry an index).
+const MAX_NAME_BYTES: usize = 64;
+const MAX_METADATA_ENTRIES: usize = 8;
+/// Violations past this are dropped and counted in the
+/// `omitted_field_violations` metadata entry.
+const MAX_FIELD_VIOLATIONS: usize = 10;
+
+const ELLIPSIS: char = '…';
+
+/// `text` cut to at most `max_bytes` bytes (never less than the ellipsis)
+/// on a char boundary, with an ellipsis when something was cut.
+fn bounded(mut text: String, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let end = text.floor_char_boundary(max_bytes.saturating_sub(ELLIPSIS.len_utf8()));
+    text.truncate(end);
+    text.push(ELLIPSIS);
+    text
+}
+
+/// What is left of [`DETAILS_BUDGET_BYTES`] while the details are built.
+struct DetailsBudget(usize);
+
+impl DetailsBudget {
+    fn spend(&mut self, text: String) -> String {
+        let text = bounded(text, MAX_DETAIL_BYTES.min(self.0));
+        self.0 = self.0.saturating_sub(text.len());
+        text
+    }
+}
+
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Status {
+        let mut budget = DetailsBudget(DETAILS_BUDGET_BYTES);
+        let omitted_violations = error.field_violations.len().saturating_sub(MAX_FIELD_VIOLATIONS);
+        let mut metadata: std::collections::HashMap<String, String> = error
+            .metadata
+            .into_iter()
+            .take(MAX_METADATA_ENTRIES)
+            .map(|(key, value)| (bounded(key, MAX_NAME_BYTES), budget.spend(value)))
+            .collect();
+        if omitted_violations > 0 {
+            metadata.insert("omitted_field_violations".to_owned(), omitted_violations.to_string());
+        }
         let mut details = ErrorDetails::new();
-        details.set_error_info(
-            error.reason,
-            ERROR_DOMAIN,
-            error.metadata.into_iter().collect::<std::collections::HashMap<_, _>>(),
-        );
+        details.set_error_info(error.reason, ERROR_DOMAIN, metadata);
         if error.retry_delay.is_some() {
             details.set_retry_info(error.retry_delay);
         }
         if !error.field_violations.is_empty() {
-            details.set_bad_request(error.field_violations);
+            let violations = error
+                .field_violations
+                .into_iter()
+                .take(MAX_FIELD_VIOLATIONS)
+                .map(|mut violation| {
+                    violation.field = bounded(violation.field, MAX_NAME_BYTES);
+                    violation.description = budget.spend(violation.description);
+                    violation
+                })
+                .collect::<Vec<_>>();
+            details.set_bad_request(violations);
         }
-        Status::with_error_details(error.code, error.message, details)
+        Status::with_error_details(error.code, bounded(error.message, MAX_MESSAGE_BYTES), details)
     }
 }
 
@@ -358,6 +424,77 @@ mod tests {
         let info = status.get_error_details().error_info().cloned().expect("error info");
         assert_eq!(info.reason, "FLAG_PINNED_BY_ENVIRONMENT");
         assert_eq!(info.metadata.get("variable").map(String::as_str), Some("USE_LEGACY_BOOKING_SERVICE"));
+    }
+
+    /// What an HTTP/2 peer counts against its header list limit: name,
+    /// value and 32 bytes per field (RFC 9113 §6.5.2).
+    fn header_list_size(status: &Status) -> usize {
+        let mut headers = http::HeaderMap::new();
+        status.add_header(&mut headers).expect("status headers");
+        headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 32).sum()
+    }
+
+    #[test]
+    fn an_unknown_flag_key_of_5000_characters_is_echoed_truncated_within_the_header_limit() {
+        let key = "k".repeat(5_000);
+        let status: Status = ApiError::from(FlagError::UnknownFlag { key: key.clone() }).into();
+        assert_eq!(status.code(), Code::NotFound);
+        assert!(header_list_size(&status) < 8 * 1024, "{} bytes of headers", header_list_size(&status));
+        let info = status.get_error_details().error_info().cloned().expect("error info");
+        assert_eq!(info.reason, "FLAG_NOT_FOUND");
+        let echoed = info.metadata.get("key").expect("key metadata");
+        assert!(echoed.len() <= MAX_DETAIL_BYTES && echoed.ends_with(ELLIPSIS), "{echoed}");
+        assert!(key.starts_with(echoed.trim_end_matches('…')));
+        assert!(status.message().starts_with("unknown feature flag \"kkk"), "{}", status.message());
+    }
+
+    #[test]
+    fn no_refusal_outgrows_the_header_limit_whatever_it_echoes() {
+        // Arrange: every part at its worst: multi-byte and control characters
+        // (percent-encoded three times over in grpc-message), more metadata
+        // and violations than kept
+        let nasty = "é\u{0}\n🎟%".repeat(2_000);
+        let mut error = ApiError::new(Code::InvalidArgument, "INVALID_ARGUMENT", nasty.clone())
+            .with_retry_delay(std::time::Duration::from_secs(1));
+        for n in 0..40 {
+            error = error
+                .with_metadata(&format!("{n}{nasty}"), &nasty)
+                .with_violation(&format!("items[{n}].{nasty}"), nasty.clone());
+        }
+
+        // Act
+        let status: Status = error.into();
+
+        // Assert
+        assert!(header_list_size(&status) < 8 * 1024, "{} bytes of headers", header_list_size(&status));
+        let details = status.get_error_details();
+        let violations = &details.bad_request().expect("bad request").field_violations;
+        assert_eq!(violations.len(), MAX_FIELD_VIOLATIONS);
+        assert!(violations[0].field.starts_with("items[0]."), "{}", violations[0].field);
+        let info = details.error_info().expect("error info");
+        assert_eq!(info.metadata.get("omitted_field_violations").map(String::as_str), Some("30"));
+        assert!(status.message().len() <= MAX_MESSAGE_BYTES);
+    }
+
+    #[test]
+    fn truncation_cuts_on_a_char_boundary_and_says_so() {
+        assert_eq!(bounded("short".to_owned(), 8), "short");
+        assert_eq!(bounded("exactly8".to_owned(), 8), "exactly8");
+        // '…' is 3 bytes: 8 - 3 leaves 5 bytes, and "ab" + "🎟" (4 bytes) = 6
+        // does not fit, so the ticket goes whole
+        assert_eq!(bounded("ab🎟cdefgh".to_owned(), 8), "ab…");
+        assert_eq!(bounded("abcdefghij".to_owned(), 8), "abcde…");
+        assert_eq!(bounded("abcdefghij".to_owned(), 1), "…", "a spent budget leaves the ellipsis");
+    }
+
+    #[test]
+    fn every_valid_check_name_is_kept_while_the_unknown_ones_are_cut() {
+        let unknown: Vec<String> = (0..1_000).map(|n| format!("no_such_check_{n}")).collect();
+        let status: Status = ApiError::from(crate::integrity::IntegrityError::UnknownChecks { unknown }).into();
+        let info = status.get_error_details().error_info().cloned().expect("error info");
+        let valid = info.metadata.get("valid_checks").expect("valid checks");
+        assert_eq!(valid, &crate::integrity::checks::names().collect::<Vec<_>>().join(", "));
+        assert!(header_list_size(&status) < 8 * 1024, "{} bytes of headers", header_list_size(&status));
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod conventions;
 mod db_errors;
 mod drill_ddl;
 mod drill_failures;
+mod drill_fuzz;
 mod drill_overbooked;
 mod drill_shutdown;
 mod embedded_postgres;
