@@ -111,7 +111,14 @@ async fn migrate(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> 
         .database_url
         .as_ref()
         .ok_or("migrate needs DATABASE_URL (the embedded default migrates when it starts)")?;
-    let pool = bookingd::db::connect(url.expose_secret(), 2, MIGRATE_CONNECT_WAIT).await?;
+    let pool = bookingd::db::connect(
+        url.expose_secret(),
+        2,
+        MIGRATE_CONNECT_WAIT,
+        // a migration may take long; the server's request timeouts do not apply
+        bookingd::db::SessionTimeouts::NONE,
+    )
+    .await?;
     bookingd::db::schema::prepare(&pool, settings.seed_demo.unwrap_or(false)).await?;
     pool.close().await;
     Ok(())

@@ -93,7 +93,13 @@ impl Application {
         settings.check_transport().map_err(StartupError::Transport)?;
         let tls = server_tls(&settings)?;
         let url = settings.database_url.as_ref().ok_or(StartupError::NoDatabase)?;
-        let pool = db::connect(url.expose_secret(), settings.db_max_connections, Duration::from_secs(15)).await?;
+        let timeouts = db::SessionTimeouts {
+            statement: Some(settings.db_statement_timeout),
+            lock: Some(settings.db_lock_timeout),
+            idle_in_transaction: Some(settings.db_idle_in_transaction_timeout),
+        };
+        let pool =
+            db::connect(url.expose_secret(), settings.db_max_connections, Duration::from_secs(15), timeouts).await?;
         // one process at a time (advisory lock), or wait for `bookingd migrate`
         if settings.migrate_on_start {
             db::schema::prepare(&pool, settings.seed_demo.unwrap_or(false)).await?;

@@ -37,11 +37,50 @@ pub const APPLICATION_NAME: &str = "bookingd";
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The timeouts every session of a pool starts with, so no statement, lock
+/// wait or forgotten transaction outlives the call that started it (the
+/// request timeout only drops the future; the database would go on). `None`
+/// leaves the server's default (normally: no timeout). Sent as startup
+/// parameters, so a new connection pays no extra round trip.
+///
+/// Work that must not have them sets its own: schema migrations turn them
+/// off on their connection, the functions' DDL and the integrity checks and
+/// admin repairs set `lock_timeout`/`statement_timeout` per transaction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionTimeouts {
+    pub statement: Option<Duration>,
+    pub lock: Option<Duration>,
+    pub idle_in_transaction: Option<Duration>,
+}
+
+impl SessionTimeouts {
+    /// No timeouts: `bookingd migrate` and other long administrative work.
+    pub const NONE: SessionTimeouts = SessionTimeouts { statement: None, lock: None, idle_in_transaction: None };
+
+    fn startup_parameters(&self) -> Vec<(&'static str, String)> {
+        [
+            ("statement_timeout", self.statement),
+            ("lock_timeout", self.lock),
+            ("idle_in_transaction_session_timeout", self.idle_in_transaction),
+        ]
+        .into_iter()
+        // 0 would mean "no timeout": a configured one is at least 1ms
+        .filter_map(|(name, value)| value.map(|v| (name, format!("{}ms", v.as_millis().max(1)))))
+        .collect()
+    }
+}
+
 /// Connects with retries until `wait` has passed: a database that is still
 /// starting is normal, a wrong URL is not, and only the latter fails fast.
-pub async fn connect(url: &str, max_connections: u32, wait: Duration) -> Result<PgPool, DbSetupError> {
+/// Every session of the pool starts with `timeouts`.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    wait: Duration,
+    timeouts: SessionTimeouts,
+) -> Result<PgPool, DbSetupError> {
     let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| DbSetupError::BadUrl(e.to_string()))?;
-    let options = options.application_name(APPLICATION_NAME);
+    let options = options.application_name(APPLICATION_NAME).options(timeouts.startup_parameters());
     let target = format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or(""));
     let deadline = Instant::now() + wait;
     loop {

@@ -41,6 +41,13 @@ pub struct Prepared {
 pub async fn prepare(pool: &PgPool, seed_demo: bool) -> Result<Prepared, DbSetupError> {
     let query = |action: &'static str| move |source| DbSetupError::Query { action, source };
     let mut lock = pool.acquire().await.map_err(query("connecting to migrate"))?.detach();
+    // the pool's session timeouts are for requests: waiting for another
+    // replica's migration and a long migration must not hit them (this
+    // connection is closed at the end, so the pool never sees the change)
+    sqlx::raw_sql("set statement_timeout = 0; set lock_timeout = 0; set idle_in_transaction_session_timeout = 0")
+        .execute(&mut lock)
+        .await
+        .map_err(query("turning off the session timeouts to migrate"))?;
     let mut prepared = Prepared::default();
 
     let got: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")

@@ -13,6 +13,7 @@ mod booking_validation;
 mod conventions;
 mod db_errors;
 mod drill_ddl;
+mod drill_deadlines;
 mod drill_failures;
 mod drill_fuzz;
 mod drill_overbooked;
