@@ -9,4 +9,5 @@ pub mod convert;
 pub mod flags;
 pub mod health;
 pub mod integrity;
+pub mod shutdown;
 pub mod status;
