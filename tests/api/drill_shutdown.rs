@@ -147,7 +147,14 @@ async fn sigterm_with_a_call_blocked_past_the_grace_period_exits_in_time_and_lea
     let (url, pool) = migrated_database().await;
     let tour = create_tour(&pool, TourSpec { capacity: 10, ..TourSpec::default() }).await.tour_id;
     let grace = Duration::from_secs(1);
-    let env = [("BOOKINGD_SHUTDOWN_GRACE", "1s"), ("USE_LEGACY_BOOKING_SERVICE", "true")];
+    // the database's own lock and statement timeouts longer than grace +
+    // close, so that the call is still blocked when the process exits
+    let env = [
+        ("BOOKINGD_SHUTDOWN_GRACE", "1s"),
+        ("USE_LEGACY_BOOKING_SERVICE", "true"),
+        ("BOOKINGD_DB_LOCK_TIMEOUT", "8s"),
+        ("BOOKINGD_DB_STATEMENT_TIMEOUT", "9s"),
+    ];
     let mut replica = Replica::start(&url, &env).await;
     let lock = lock_tour(&pool, tour).await;
     let request = booking_request(tour);
