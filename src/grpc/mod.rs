@@ -11,4 +11,5 @@ pub mod flags;
 pub mod health;
 pub mod integrity;
 pub mod limits;
+pub mod shutdown;
 pub mod status;
