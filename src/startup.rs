@@ -146,6 +146,8 @@ impl Application {
             .layer(RpcTraceLayer::new())
             // inside the trace layer: refused calls get their span, admitted ones its enduser.id
             .layer(AuthLayer::new(authenticator))
+            // the call's deadline reaches its transactions (db::deadline)
+            .layer(crate::grpc::deadline::DeadlineLayer::new(settings.request_timeout, settings.db_statement_timeout))
             .add_service(health_service)
             .add_optional_service(reflection)
             .add_service(BookingServiceServer::new(BookingApi::new(bookings.clone())))
