@@ -1,7 +1,8 @@
 //! Wiring: settings in, a bound server out. `Application::build` does every
 //! fallible step (database, migrations, listener) so that errors surface
 //! before the first request; `run_until_stopped` serves until the shutdown
-//! future resolves, then drains in-flight requests.
+//! future resolves, then stops in a fixed order (see there) that answers
+//! in-flight calls, ends open streams and exits within the grace period.
 
 use std::{future::Future, net::SocketAddr, pin::Pin, time::Duration};
 
@@ -27,6 +28,7 @@ use crate::{
         booking::BookingApi,
         health::{ATOMIC_PATH, Health},
         integrity::IntegrityApi,
+        shutdown::EndStreamsLayer,
     },
     integrity::{IntegrityRunner, RunnerSettings},
     proto::{
@@ -61,13 +63,26 @@ pub enum StartupError {
 /// schema to become current before giving up.
 const MIGRATION_WAIT: Duration = Duration::from_secs(120);
 
+/// After in-flight calls and open streams were ended: how long connections
+/// get to close, background tasks to stop, and the pool to close, each.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 type ServeFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
 
 pub struct Application {
     local_addr: SocketAddr,
     pool: PgPool,
     flags: Flags,
+    health: Health,
+    /// Cancelled when shutdown begins: the server stops accepting (GOAWAY)
+    /// and health stops following the database.
+    stopping: CancellationToken,
+    /// Cancelled once in-flight calls are done or the grace period is over:
+    /// open streams end with SHUTTING_DOWN.
+    end_streams: CancellationToken,
+    /// Cancelled last: background tasks (sweeper, probes, batch lanes).
     stop: CancellationToken,
+    shutdown_grace: Duration,
     server: ServeFuture,
     background: JoinSet<()>,
 }
@@ -100,6 +115,8 @@ impl Application {
         let local_addr =
             listener.local_addr().map_err(|source| StartupError::Bind { addr: settings.listen_addr, source })?;
 
+        let stopping = CancellationToken::new();
+        let end_streams = CancellationToken::new();
         let stop = CancellationToken::new();
         let mut background = JoinSet::new();
 
@@ -109,7 +126,9 @@ impl Application {
         for name in crate::grpc::health::DATABASE_BACKED {
             health.set(name, true).await;
         }
-        background.spawn(health.clone().watch_database(pool.clone(), settings.health_probe_interval, stop.clone()));
+        // stops at shutdown, so that a database probe cannot report SERVING
+        // again while the process is stopping
+        background.spawn(health.clone().watch_database(pool.clone(), settings.health_probe_interval, stopping.clone()));
 
         // one resolver for the whole process: every service that asks for a
         // flag must share its cache, so a SetFlag is seen by all at once
@@ -144,6 +163,7 @@ impl Application {
         let router = builder
             .timeout(settings.request_timeout)
             .layer(RpcTraceLayer::new())
+            .layer(EndStreamsLayer::new(end_streams.clone()))
             // inside the trace layer: refused calls get their span, admitted ones its enduser.id
             .layer(AuthLayer::new(authenticator))
             // the call's deadline reaches its transactions (db::deadline)
@@ -153,7 +173,7 @@ impl Application {
             .add_service(BookingServiceServer::new(BookingApi::new(bookings.clone())))
             .add_service(IntegrityServiceServer::new(IntegrityApi::new(
                 integrity_runner(&settings, &pool),
-                stop.clone(),
+                end_streams.clone(),
             )))
             .add_service(AdminServiceServer::new(AdminApi::new(
                 pool.clone(),
@@ -161,10 +181,21 @@ impl Application {
                 bookings.atomic_path_status().clone(),
             )));
 
-        let shutdown = stop.clone().cancelled_owned();
-        let server = Box::pin(router.serve_with_incoming_shutdown(incoming(listener), shutdown));
+        let server =
+            Box::pin(router.serve_with_incoming_shutdown(incoming(listener), stopping.clone().cancelled_owned()));
 
-        Ok(Application { local_addr, pool, flags, stop, server, background })
+        Ok(Application {
+            local_addr,
+            pool,
+            flags,
+            health,
+            stopping,
+            end_streams,
+            stop,
+            shutdown_grace: settings.shutdown_grace,
+            server,
+            background,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -176,24 +207,69 @@ impl Application {
         &self.flags
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
-    /// requests finish, stops background tasks and closes the pool.
+    /// Serves until `shutdown` resolves, then stops in this order:
+    /// 1. health NOT_SERVING (readiness: load balancers stop sending), the
+    ///    liveness name stays SERVING (the process is not broken);
+    /// 2. no new connections; clients get GOAWAY and reconnect elsewhere;
+    /// 3. in-flight calls finish, for at most the grace period;
+    /// 4. open streams (health Watch, WatchChecks, reflection) end with
+    ///    UNAVAILABLE `SHUTTING_DOWN`; connections still open
+    ///    [`CLOSE_WAIT`] later are closed;
+    /// 5. background tasks stop and the pool closes (each bounded).
+    ///
+    /// Whatever clients hold open, this returns within grace + about
+    /// 3 × [`CLOSE_WAIT`]. A call cut off at step 4 was one statement or one
+    /// transaction: the database commits it whole or not at all, and a retry
+    /// with the same `request_id` finds out which.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let Application { pool, stop, server, mut background, .. } = self;
-        let trigger = stop.clone();
-        background.spawn(async move {
-            tokio::select! {
-                _ = shutdown => trigger.cancel(),
-                _ = trigger.cancelled() => {}
+        let Application {
+            pool, health, stopping, end_streams, stop, shutdown_grace, mut server, mut background, ..
+        } = self;
+        let served = tokio::select! {
+            served = &mut server => Some(served),
+            _ = shutdown => None,
+        };
+        let served = match served {
+            // the server failed by itself: nothing left to drain
+            Some(served) => served,
+            None => {
+                tracing::info!(grace = %humantime::format_duration(shutdown_grace), "stopping: health NOT_SERVING, no new connections, in-flight calls have the grace period");
+                health.stop_serving().await;
+                stopping.cancel();
+                let finished = tokio::time::timeout(shutdown_grace, &mut server).await;
+                match finished {
+                    Ok(served) => served,
+                    Err(_) => {
+                        tracing::warn!("grace period over: ending open streams");
+                        end_streams.cancel();
+                        match tokio::time::timeout(CLOSE_WAIT, &mut server).await {
+                            Ok(served) => served,
+                            Err(_) => {
+                                tracing::warn!("connections still open after the grace period; closing them");
+                                Ok(())
+                            }
+                        }
+                    }
+                }
             }
-        });
-        let served = server.await;
+        };
+        // dropping the server closes what is left of its connections
+        drop(server);
+        stopping.cancel();
+        end_streams.cancel();
         stop.cancel();
-        while background.join_next().await.is_some() {}
-        pool.close().await;
+        if tokio::time::timeout(CLOSE_WAIT, async { while background.join_next().await.is_some() {} }).await.is_err() {
+            tracing::warn!("background tasks did not stop in time; aborting them");
+            background.shutdown().await;
+        }
+        // close() waits for checked-out connections; one stuck behind a lock
+        // would hold the exit until its statement timeout
+        if tokio::time::timeout(CLOSE_WAIT, pool.close()).await.is_err() {
+            tracing::warn!("database pool did not close in time; exiting anyway");
+        }
         served.map_err(StartupError::from)
     }
 }

@@ -42,6 +42,16 @@ impl Health {
         }
     }
 
+    /// The process is stopping: every name a load balancer routes by
+    /// (readiness) goes NOT_SERVING for good, so traffic moves to other
+    /// replicas before the listener closes. The liveness name stays SERVING:
+    /// a stopping process is not a broken one, and restarting it would cut
+    /// its grace period short.
+    pub async fn stop_serving(&self) {
+        self.set_database_backed(false).await;
+        self.set(ATOMIC_PATH, false).await;
+    }
+
     /// Probes the database every `interval` until cancelled, flipping the
     /// database-backed names on each change (and logging it once).
     pub async fn watch_database(self, pool: PgPool, interval: Duration, stop: CancellationToken) {

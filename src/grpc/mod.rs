@@ -10,4 +10,5 @@ pub mod deadline;
 pub mod flags;
 pub mod health;
 pub mod integrity;
+pub mod shutdown;
 pub mod status;
