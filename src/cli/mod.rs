@@ -138,9 +138,7 @@ impl Cli {
                     .into());
             }
         };
-        let token = crate::auth::token::read_token_file(&path)
-            .map_err(|e| format!("cannot read the token from {}: {e}", path.display()))?;
-        Ok(SecretString::from(token))
+        token_from_file(&path)
     }
 
     /// The load tool's credential: --token / --token-file like every command,
@@ -148,9 +146,7 @@ impl Cli {
     pub fn load_credential(&self) -> Result<Bearer, Box<dyn std::error::Error>> {
         let booking_client = PathBuf::from(DEFAULT_BOOKING_CLIENT_TOKEN_FILE);
         if self.token.is_none() && self.token_file.is_none() && booking_client.exists() {
-            let token = crate::auth::token::read_token_file(&booking_client)
-                .map_err(|e| format!("cannot read the token from {}: {e}", booking_client.display()))?;
-            return Bearer::new(&SecretString::from(token));
+            return Bearer::new(&token_from_file(&booking_client)?);
         }
         Bearer::new(&self.operator_token()?)
     }
@@ -177,6 +173,13 @@ impl Cli {
 }
 
 pub type BookingClient = BookingServiceClient<AuthorizedChannel>;
+
+/// The token on the first line of `path`.
+pub fn token_from_file(path: &std::path::Path) -> Result<SecretString, Box<dyn std::error::Error>> {
+    let token = crate::auth::token::read_token_file(path)
+        .map_err(|e| format!("cannot read the token from {}: {e}", path.display()))?;
+    Ok(SecretString::from(token))
+}
 
 const DEFAULT_TOKEN_FILE: &str = ".bookingd/admin-token";
 const DEFAULT_BOOKING_CLIENT_TOKEN_FILE: &str = ".bookingd/booking-client-token";

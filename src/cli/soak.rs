@@ -6,11 +6,14 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 
+use tonic::service::interceptor::InterceptedService;
+
 use super::{
-    Cli,
+    Bearer, Cli,
     bench::{CpuSampler, LoadArgs, is_loopback_host},
     check::parse_interval,
     load::{self, IntervalReport, Recorder, Workload, procfs},
+    token_from_file,
 };
 use crate::proto::v1::{CheckStatus, RunChecksRequest, integrity_service_client::IntegrityServiceClient};
 
@@ -21,7 +24,9 @@ use crate::proto::v1::{CheckStatus, RunChecksRequest, integrity_service_client::
                   with create-cancel bookings (the tours' availability ends where it started) for --duration. \
                   Every --interval it prints calls by gRPC status, bookings/s, p50/p99 and the server's resident \
                   memory; at the end, the RSS growth after the first interval (the warm-up) and the integrity \
-                  checks (the seat invariant and the runbook's monitors) through IntegrityService.\n\n\
+                  checks (the seat invariant and the runbook's monitors) through IntegrityService. The load \
+                  presents the credential of `bench` (the embedded default's booking-client token); the checks \
+                  that of `check` (the operator's or an auditor's token), or --check-token-file.\n\n\
                   Exit status 1 when the invariant check fails, a call came back INTERNAL or UNKNOWN, or RSS \
                   grew by more than --max-rss-growth percent after warm-up.",
     after_long_help = "Example:\n  bookingctl soak --duration 10m --concurrency 16"
@@ -49,6 +54,12 @@ pub struct SoakArgs {
     /// Print the final report as one JSON object (rows are still printed as they complete).
     #[arg(long)]
     pub json: bool,
+
+    /// File holding the token (first line) the final integrity check presents: the operator's or an
+    /// auditor's, when the load runs as a booking client [default: the token of `bookingctl check`:
+    /// --token, --token-file or .bookingd/admin-token].
+    #[arg(long, env = "BOOKINGD_CHECK_TOKEN_FILE")]
+    pub check_token_file: Option<std::path::PathBuf>,
 }
 
 pub async fn run(cli: &Cli, args: &SoakArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -83,7 +94,7 @@ pub async fn run(cli: &Cli, args: &SoakArgs) -> Result<ExitCode, Box<dyn std::er
 
     let rss = rss.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let growth = rss_growth(&rss, args.interval);
-    let checks = invariant(cli).await;
+    let checks = invariant(cli, args).await;
 
     if args.json {
         let value = serde_json::json!({
@@ -211,9 +222,15 @@ fn rss_growth(samples: &[(Duration, u64)], interval: Duration) -> Option<f64> {
     (last_at > interval && baseline > 0).then(|| (last as f64 - baseline as f64) * 100.0 / baseline as f64)
 }
 
-/// Runs every integrity check once through IntegrityService.
-async fn invariant(cli: &Cli) -> Result<Vec<(String, CheckStatus)>, Box<dyn std::error::Error>> {
-    let mut client = IntegrityServiceClient::with_interceptor(cli.channel().await?, cli.load_credential()?);
+/// Runs every integrity check once through IntegrityService. The checks
+/// need the operator or auditor role, which the load's credential (the
+/// embedded default's booking-client token) does not have.
+async fn invariant(cli: &Cli, args: &SoakArgs) -> Result<Vec<(String, CheckStatus)>, Box<dyn std::error::Error>> {
+    let channel = match &args.check_token_file {
+        Some(path) => InterceptedService::new(cli.channel().await?, Bearer::new(&token_from_file(path)?)?),
+        None => cli.authorized_channel().await?,
+    };
+    let mut client = IntegrityServiceClient::new(channel);
     let mut stream = client.run_checks(RunChecksRequest { checks: Vec::new(), max_samples: 5 }).await?.into_inner();
     let mut results = Vec::new();
     while let Some(result) = stream.message().await? {

@@ -11,7 +11,8 @@ use uuid::Uuid;
 use crate::{
     fixtures::{TourSpec, audit_count, available_spots, create_tour},
     helpers::{
-        TEST_BOOKING_CLIENT, TEST_BOOKING_TOKEN, TEST_OPERATOR, TEST_OPERATOR_TOKEN, TestApp, assert_healthy, spawn_app,
+        TEST_AUDITOR_TOKEN, TEST_BOOKING_CLIENT, TEST_BOOKING_TOKEN, TEST_OPERATOR, TEST_OPERATOR_TOKEN, TestApp,
+        assert_healthy, spawn_app,
     },
 };
 
@@ -187,5 +188,59 @@ async fn refusals_are_printed_with_their_reason_and_exit_non_zero() {
     assert!(!no_contact.status.success(), "clap requires --email or --whatsapp");
     assert!(!no_reason.status.success(), "clap requires --reason");
     assert_eq!(available_spots(&app.pool, tour.tour_id).await, 1, "nothing booked by a refusal");
+    assert_healthy(&app.pool).await;
+}
+
+/// Runs `bookingctl soak` briefly against `app` from `cwd`, with no token
+/// in the environment: credentials come from `cwd` and `args` alone.
+async fn short_soak(app: &TestApp, cwd: &std::path::Path, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_bookingctl"))
+        .current_dir(cwd)
+        .env_remove("BOOKINGD_ADMIN_TOKEN")
+        .env_remove("BOOKINGD_ADMIN_TOKEN_FILE")
+        .env_remove("BOOKINGD_CHECK_TOKEN_FILE")
+        .args(["--addr", &app.addr, "soak", "--duration", "2s", "--interval", "1s", "--warmup", "0"])
+        .args(["--concurrency", "2", "--max-rss-growth", "1000"])
+        .args(args)
+        .output()
+        .await
+        .expect("run bookingctl soak")
+}
+
+#[tokio::test]
+async fn soak_books_as_the_booking_client_and_checks_the_invariant_with_the_operator_token() {
+    // Arrange: the embedded default's token files (the load picks the
+    // booking client's, which IntegrityService refuses), and a token file for
+    // a run whose --token is the booking client's
+    let app = spawn_app().await;
+    create_tour(&app.pool, TourSpec { capacity: 50, ..TourSpec::default() }).await;
+    let cwd = std::env::temp_dir().join(format!("bookingctl-soak-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(cwd.join(".bookingd")).expect("token dir");
+    std::fs::write(cwd.join(".bookingd/admin-token"), TEST_OPERATOR_TOKEN).expect("operator token");
+    std::fs::write(cwd.join(".bookingd/booking-client-token"), TEST_BOOKING_TOKEN).expect("booking token");
+    let auditor_token = cwd.join("auditor-token");
+    std::fs::write(&auditor_token, TEST_AUDITOR_TOKEN).expect("auditor token");
+
+    // Act
+    let embedded_default = short_soak(&app, &cwd, &[]).await;
+    let explicit = short_soak(
+        &app,
+        &cwd,
+        &["--token", TEST_BOOKING_TOKEN, "--check-token-file", auditor_token.to_str().expect("utf-8 path")],
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&cwd);
+
+    // Assert
+    for run in [&embedded_default, &explicit] {
+        assert!(run.status.success(), "soak failed:\n{}\n{}", text(run), String::from_utf8_lossy(&run.stderr));
+        assert!(text(run).contains("seat invariant: holds"), "{}", text(run));
+    }
+    let booked_by: Vec<String> =
+        sqlx::query_scalar("select distinct actor from audit_logs where action = 'booking_cancelled'")
+            .fetch_all(&app.pool)
+            .await
+            .expect("cancellations");
+    assert_eq!(booked_by, [TEST_BOOKING_CLIENT], "the load ran as the booking client");
     assert_healthy(&app.pool).await;
 }
