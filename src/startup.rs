@@ -191,6 +191,8 @@ impl Application {
             // inside the trace layer: refused calls get their span, admitted ones its enduser.id
             .layer(AuthLayer::new(authenticator))
             .layer(MessageLimitLayer::new(settings.max_request_bytes))
+            // the call's deadline reaches its transactions (db::deadline)
+            .layer(crate::grpc::deadline::DeadlineLayer::new(settings.request_timeout, settings.db_statement_timeout))
             .add_service(with_message_limits!(health_service, settings))
             .add_optional_service(reflection.map(|reflection| with_message_limits!(reflection, settings)))
             .add_service(with_message_limits!(BookingServiceServer::new(BookingApi::new(bookings.clone())), settings))

@@ -291,8 +291,11 @@ impl Bookings {
         Ok(sweep)
     }
 
+    /// A transaction bounded by the caller's deadline (`db::deadline`): a
+    /// confirm or cancel the caller gave up on is cancelled by the database
+    /// rather than committed behind its back. The sweeper has no deadline.
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, BookingError> {
-        self.pool.begin().await.map_err(|e| BookingError::from_db("starting a transaction", e))
+        crate::db::deadline::begin(&self.pool).await.map_err(|e| BookingError::from_db("starting a transaction", e))
     }
 }
 

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod booking;
 pub mod convert;
+pub mod deadline;
 pub mod flags;
 pub mod health;
 pub mod integrity;
