@@ -240,3 +240,45 @@ async fn a_payload_without_a_hold_length_keeps_its_own_hold_expires_at() {
     assert_healthy(&app.pool).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_cancellation_blocked_past_the_callers_deadline_is_cancelled_in_the_database() {
+    // Arrange: a booking whose row a transaction of the test's own has locked
+    let app = spawn_app_with(|_| {}).await;
+    let tour = create_tour(&app.pool, TourSpec::default()).await;
+    let booking = create_ok(&app, booking_request(tour.tour_id)).await;
+    let mut blocker = app.pool.begin().await.expect("begin the blocker");
+    sqlx::query("select 1 from bookings where id = $1::uuid for update")
+        .bind(&booking.id)
+        .execute(&mut *blocker)
+        .await
+        .expect("lock the booking row");
+
+    // Act: a cancellation that gives the call 500 ms
+    let mut call = tonic::Request::new(bookingd::proto::v1::CancelBookingRequest {
+        booking_id: booking.id.clone(),
+        reason: "changed plans".into(),
+    });
+    call.set_timeout(Duration::from_millis(500));
+    let started = Instant::now();
+    let refused = app.booking().cancel_booking(call).await.expect_err("the booking is locked");
+    let took = started.elapsed();
+
+    // Assert: the database cancelled it; once the lock is gone the booking is still pending
+    println!("cancel with a 500 ms deadline → {:?} {} after {took:?}", refused.code(), reason(&refused));
+    assert_eq!(refused.code(), Code::DeadlineExceeded, "{refused:?}");
+    assert_eq!(reason(&refused), "DATABASE_TIMEOUT");
+    wait_until("the cancelled statement to be gone", Duration::from_secs(2), || async {
+        booking_statements_running(&app.pool).await == 0
+    })
+    .await;
+    blocker.rollback().await.expect("release the lock");
+    let status: String = sqlx::query_scalar("select booking_status from bookings where id = $1::uuid")
+        .bind(&booking.id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("status");
+    assert_eq!(status, "pending");
+    assert_healthy(&app.pool).await;
+    app.stop().await;
+}
