@@ -245,7 +245,9 @@ impl Application {
     /// 1. health NOT_SERVING (readiness: load balancers stop sending), the
     ///    liveness name stays SERVING (the process is not broken);
     /// 2. no new connections; clients get GOAWAY and reconnect elsewhere;
-    /// 3. in-flight calls finish, for at most the grace period;
+    /// 3. in-flight calls finish, for at most the grace period (it ends
+    ///    early once the last admitted unary call is answered: the
+    ///    concurrency limit's [`LoadShed::drained`]);
     /// 4. open streams (health Watch, WatchChecks, reflection) end with
     ///    UNAVAILABLE `SHUTTING_DOWN`; connections still open
     ///    [`CLOSE_WAIT`] later are closed;
@@ -260,7 +262,16 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let Application {
-            pool, health, stopping, end_streams, stop, shutdown_grace, mut server, mut background, ..
+            pool,
+            health,
+            stopping,
+            end_streams,
+            stop,
+            shutdown_grace,
+            mut server,
+            mut background,
+            load_shed,
+            ..
         } = self;
         let served = tokio::select! {
             served = &mut server => Some(served),
@@ -273,11 +284,24 @@ impl Application {
                 tracing::info!(grace = %humantime::format_duration(shutdown_grace), "stopping: health NOT_SERVING, no new connections, in-flight calls have the grace period");
                 health.stop_serving().await;
                 stopping.cancel();
-                let finished = tokio::time::timeout(shutdown_grace, &mut server).await;
+                // a stream holds no permit, so once the unary calls are
+                // answered only streams are left, and nothing is gained by
+                // waiting out the grace period for them
+                let finished = tokio::time::timeout(shutdown_grace, async {
+                    tokio::select! {
+                        served = &mut server => Some(served),
+                        () = load_shed.drained() => None,
+                    }
+                })
+                .await;
                 match finished {
-                    Ok(served) => served,
-                    Err(_) => {
-                        tracing::warn!("grace period over: ending open streams");
+                    Ok(Some(served)) => served,
+                    unfinished => {
+                        if unfinished.is_err() {
+                            tracing::warn!("grace period over: ending open streams");
+                        } else {
+                            tracing::info!("in-flight calls answered: ending open streams");
+                        }
                         end_streams.cancel();
                         match tokio::time::timeout(CLOSE_WAIT, &mut server).await {
                             Ok(served) => served,
