@@ -15,6 +15,7 @@ use std::{
 
 use bookingd::proto::v1::{CreateBookingRequest, ListToursRequest, booking_service_client::BookingServiceClient};
 use futures::future::join_all;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use sqlx::{PgPool, Postgres, Transaction};
 use tonic::{Code, Status, transport::Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
@@ -26,6 +27,7 @@ use crate::{
     helpers::{
         Authed, BearerToken, TEST_BOOKING_TOKEN, TestApp, assert_healthy, spawn_app, spawn_app_with, wait_until,
     },
+    otlp_collector::{string_attribute, telemetry},
 };
 
 /// Database timeouts long enough that a call stuck on the test's row lock
@@ -375,4 +377,65 @@ async fn a_response_over_the_size_limit_fails_its_call_and_smaller_ones_pass() {
     // Assert
     assert_eq!(small.expect("a page under the limit").into_inner().tours.len(), 1);
     assert_eq!(large.expect_err("a page over the limit").code(), Code::OutOfRange);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shed_calls_are_counted_by_reason() {
+    // Arrange: 3 calls at once; per tour 1 in the database and 1 waiting;
+    // two calls stuck on the hot tour's row lock fill its gate
+    let telemetry = telemetry();
+    let app = spawn_app_with(|s| {
+        s.concurrency_limit = 3;
+        s.batch_bookings = false;
+        s.tour_max_in_database = Some(1);
+        s.tour_max_waiting = 1;
+        patient_database(s);
+    })
+    .await;
+    let hot = create_tour(&app.pool, TourSpec::default()).await.tour_id;
+    let other = create_tour(&app.pool, TourSpec::default()).await.tour_id;
+    let hot_lock = lock_tour(&app.pool, hot).await;
+    let other_lock = lock_tour(&app.pool, other).await;
+    let mut stuck = Vec::new();
+    for (tour, in_flight) in [(hot, 1), (hot, 2)] {
+        stuck.push(tokio::spawn(call(app.booking(), booking_request(tour))));
+        wait_until("the call to be in flight", Duration::from_secs(10), || async {
+            app.load_shed.in_flight() == in_flight
+        })
+        .await;
+    }
+
+    // Act: a third on the hot tour meets its full gate; then a call stuck on
+    // another tour takes the last permit and the next one meets the limit
+    let busy = call(app.booking(), booking_request(hot)).await;
+    stuck.push(tokio::spawn(call(app.booking(), booking_request(other))));
+    wait_until("the last permit taken", Duration::from_secs(10), || async { app.load_shed.in_flight() == 3 }).await;
+    let overloaded = call(app.booking(), booking_request(other)).await;
+
+    // Assert: each refused with its reason and counted under it
+    assert_eq!(busy.result.as_ref().map_err(reason).expect_err("refused"), "TOUR_BUSY");
+    assert_eq!(overloaded.result.as_ref().map_err(reason).expect_err("refused"), "OVERLOADED");
+    for shed_reason in ["tour_waiters", "concurrency_limit"] {
+        wait_until(
+            &format!("bookingd.rpc.shed{{{shed_reason}}} reaches the collector"),
+            Duration::from_secs(10),
+            || async {
+                telemetry.received.metrics_named("bookingd.rpc.shed").iter().any(|metric| {
+                    let Some(Data::Sum(sum)) = &metric.data else { return false };
+                    sum.is_monotonic
+                        && sum
+                            .data_points
+                            .iter()
+                            .any(|point| string_attribute(&point.attributes, "shed.reason") == Some(shed_reason))
+                })
+            },
+        )
+        .await;
+    }
+    hot_lock.rollback().await.expect("release");
+    other_lock.rollback().await.expect("release");
+    for stuck in stuck {
+        stuck.await.expect("stuck call").result.expect("booked once the locks are gone");
+    }
+    assert_healthy(&app.pool).await;
 }
