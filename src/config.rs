@@ -153,6 +153,12 @@ pub struct Settings {
     #[arg(long, env = "BOOKINGD_DB_IDLE_IN_TRANSACTION_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub db_idle_in_transaction_timeout: Duration,
 
+    /// How pooled sessions get the three database timeouts: `startup-parameters` (the `options` startup
+    /// parameter, no round trip) or `set` (a SET batch after connecting; for poolers that refuse `options`,
+    /// e.g. PgBouncer 1.18 in session mode).
+    #[arg(long, env = "BOOKINGD_DB_TIMEOUTS_VIA", value_enum, default_value = "startup-parameters")]
+    pub db_timeouts_via: crate::db::TimeoutsVia,
+
     /// On SIGTERM: how long in-flight calls may take to finish after the server stops accepting; then open
     /// streams are ended and the process exits.
     #[arg(long, env = "BOOKINGD_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]

@@ -113,6 +113,7 @@ impl Application {
             statement: Some(settings.db_statement_timeout),
             lock: Some(settings.db_lock_timeout),
             idle_in_transaction: Some(settings.db_idle_in_transaction_timeout),
+            via: settings.db_timeouts_via,
         };
         let pool =
             db::connect(url.expose_secret(), settings.db_max_connections, Duration::from_secs(15), timeouts).await?;

@@ -43,7 +43,11 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// wait or forgotten transaction outlives the call that started it (the
 /// request timeout only drops the future; the database would go on). `None`
 /// leaves the server's default (normally: no timeout). Sent as startup
-/// parameters, so a new connection pays no extra round trip.
+/// parameters by default, so a new connection pays no extra round trip;
+/// `via` picks `SET` after connecting instead, for poolers that refuse the
+/// `options` startup parameter (PgBouncer 1.18 answers "unsupported startup
+/// parameter: options"; telling it to ignore `options` drops the timeouts
+/// silently).
 ///
 /// Work that must not have them sets its own: schema migrations turn them
 /// off on their connection, the functions' DDL and the integrity checks and
@@ -53,13 +57,46 @@ pub struct SessionTimeouts {
     pub statement: Option<Duration>,
     pub lock: Option<Duration>,
     pub idle_in_transaction: Option<Duration>,
+    pub via: TimeoutsVia,
+}
+
+/// How a session gets its timeouts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimeoutsVia {
+    /// The `options` startup parameter (`-c statement_timeout=…`): no round trip.
+    #[default]
+    StartupParameters,
+    /// One `SET …` batch right after connecting: one round trip per new
+    /// connection, through any pooler that keeps a client on one server
+    /// connection (PgBouncer in session mode).
+    Set,
 }
 
 impl SessionTimeouts {
     /// No timeouts: `bookingd migrate` and other long administrative work.
-    pub const NONE: SessionTimeouts = SessionTimeouts { statement: None, lock: None, idle_in_transaction: None };
+    pub const NONE: SessionTimeouts =
+        SessionTimeouts { statement: None, lock: None, idle_in_transaction: None, via: TimeoutsVia::StartupParameters };
 
     fn startup_parameters(&self) -> Vec<(&'static str, String)> {
+        match self.via {
+            TimeoutsVia::StartupParameters => self.settings(),
+            TimeoutsVia::Set => Vec::new(),
+        }
+    }
+
+    /// The `SET` batch run on every new connection (`via = Set`), if any:
+    /// simple protocol, so it needs no prepared statement.
+    fn set_statements(&self) -> Option<String> {
+        let settings = match self.via {
+            TimeoutsVia::StartupParameters => return None,
+            TimeoutsVia::Set => self.settings(),
+        };
+        // values are formatted here as `<n>ms`: nothing to quote
+        (!settings.is_empty())
+            .then(|| settings.iter().map(|(name, value)| format!("set {name} = '{value}';")).collect::<String>())
+    }
+
+    fn settings(&self) -> Vec<(&'static str, String)> {
         [
             ("statement_timeout", self.statement),
             ("lock_timeout", self.lock),
@@ -82,10 +119,17 @@ pub async fn connect(
     timeouts: SessionTimeouts,
 ) -> Result<PgPool, DbSetupError> {
     let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| DbSetupError::BadUrl(e.to_string()))?;
-    let options = options.application_name(APPLICATION_NAME).options(timeouts.startup_parameters());
+    let options = options.application_name(APPLICATION_NAME);
+    let startup_parameters = timeouts.startup_parameters();
+    // sqlx sends an `options` startup parameter (empty) once `.options()` is
+    // called, even with nothing in it, and a pooler that refuses `options`
+    // then refuses the connection: only call it with something to send
+    let options = if startup_parameters.is_empty() { options } else { options.options(startup_parameters) };
+    let set_statements = timeouts.set_statements();
     let target = format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or(""));
     let deadline = Instant::now() + wait;
     loop {
+        let set_statements = set_statements.clone();
         let attempt = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
@@ -94,6 +138,15 @@ pub async fn connect(
             // query, which fails as unavailable, and sqlx pings it on release
             // anyway and discards it if broken
             .test_before_acquire(false)
+            .after_connect(move |conn, _meta| {
+                let set_statements = set_statements.clone();
+                Box::pin(async move {
+                    if let Some(sql) = set_statements {
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options.clone())
             .await;
         match attempt {

@@ -2,12 +2,13 @@
 //! booking is cancelled there before the deadline fires, leaving nothing
 //! running and nothing committed), a client that cancels mid-call and
 //! retries gets exactly one booking, the session timeouts are in force on
-//! the service's pooled connections, and hold expiry is computed by the
+//! the service's pooled connections (sent as startup parameters or set after
+//! connecting), and hold expiry is computed by the
 //! database's clock. Every drill runs on the three booking paths.
 
 use std::time::{Duration, Instant};
 
-use bookingd::config::Settings;
+use bookingd::{config::Settings, db::TimeoutsVia};
 use sqlx::{PgPool, Postgres, Transaction};
 use tonic::Code;
 use uuid::Uuid;
@@ -71,36 +72,51 @@ async fn bookings_with_request_id(pool: &PgPool, request_id: &str) -> i64 {
         .expect("count bookings")
 }
 
+/// A booking waiting on a locked tour ends at the session's `lock_timeout`
+/// (300 ms, far below the request timeout of 10 s), however the session got it.
+async fn a_lock_wait_ends_at_the_session_lock_timeout(path: Path, via: TimeoutsVia) {
+    // Arrange: a lock timeout far below the request timeout (10 s)
+    let app: TestApp = spawn_app_with(|s| {
+        path.configure(s);
+        s.db_lock_timeout = Duration::from_millis(300);
+        s.db_timeouts_via = via;
+    })
+    .await;
+    let tour = create_tour(&app.pool, TourSpec::default()).await;
+    let blocker = lock_tour(&app.pool, tour.tour_id).await;
+    let request = booking_request(tour.tour_id);
+
+    // Act: no grpc-timeout, so only the session's lock_timeout can end the wait
+    let started = Instant::now();
+    let refused = app.booking().create_booking(request.clone()).await.expect_err("the tour is locked");
+    let took = started.elapsed();
+    blocker.rollback().await.expect("release the lock");
+
+    // Assert: ABORTED LOCK_TIMEOUT from the database, long before the request timeout
+    println!("{path:?} ({via:?}): lock held → {:?} {} after {took:?}", refused.code(), reason(&refused));
+    assert_eq!(refused.code(), Code::Aborted, "{path:?}: {refused:?}");
+    assert_eq!(reason(&refused), "LOCK_TIMEOUT", "{path:?}");
+    assert!(took < Duration::from_secs(3), "{path:?}: the lock wait took {took:?}");
+    assert_eq!(bookings_with_request_id(&app.pool, &request.request_id).await, 0, "{path:?}");
+    // the same request, retried once the lock is gone, books
+    app.booking().create_booking(request.clone()).await.expect("retry books");
+    assert_eq!(bookings_with_request_id(&app.pool, &request.request_id).await, 1, "{path:?}");
+    assert_healthy(&app.pool).await;
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_lock_held_past_the_session_lock_timeout_fails_the_booking_fast_on_every_path() {
     for path in PATHS {
-        // Arrange: a lock timeout far below the request timeout (10 s)
-        let app: TestApp = spawn_app_with(|s| {
-            path.configure(s);
-            s.db_lock_timeout = Duration::from_millis(300);
-        })
-        .await;
-        let tour = create_tour(&app.pool, TourSpec::default()).await;
-        let blocker = lock_tour(&app.pool, tour.tour_id).await;
-        let request = booking_request(tour.tour_id);
+        a_lock_wait_ends_at_the_session_lock_timeout(path, TimeoutsVia::StartupParameters).await;
+    }
+}
 
-        // Act: no grpc-timeout, so only the session's lock_timeout can end the wait
-        let started = Instant::now();
-        let refused = app.booking().create_booking(request.clone()).await.expect_err("the tour is locked");
-        let took = started.elapsed();
-        blocker.rollback().await.expect("release the lock");
-
-        // Assert: ABORTED LOCK_TIMEOUT from the database, long before the request timeout
-        println!("{path:?}: lock held → {:?} {} after {took:?}", refused.code(), reason(&refused));
-        assert_eq!(refused.code(), Code::Aborted, "{path:?}: {refused:?}");
-        assert_eq!(reason(&refused), "LOCK_TIMEOUT", "{path:?}");
-        assert!(took < Duration::from_secs(3), "{path:?}: the lock wait took {took:?}");
-        assert_eq!(bookings_with_request_id(&app.pool, &request.request_id).await, 0, "{path:?}");
-        // the same request, retried once the lock is gone, books
-        app.booking().create_booking(request.clone()).await.expect("retry books");
-        assert_eq!(bookings_with_request_id(&app.pool, &request.request_id).await, 1, "{path:?}");
-        assert_healthy(&app.pool).await;
-        app.stop().await;
+#[tokio::test]
+async fn session_timeouts_set_after_connecting_are_in_force_on_every_path() {
+    // the form used behind PgBouncer 1.18, which refuses the `options` startup parameter
+    for path in PATHS {
+        a_lock_wait_ends_at_the_session_lock_timeout(path, TimeoutsVia::Set).await;
     }
 }
 
