@@ -17,6 +17,7 @@ use crate::{
     booking::{
         self, AtomicPathStatus, Bookings,
         batch::{BatchSettings, Batcher},
+        tour_gate::TourGate,
         types::BookingRules,
     },
     config::Settings,
@@ -28,6 +29,7 @@ use crate::{
         booking::BookingApi,
         health::{ATOMIC_PATH, Health},
         integrity::IntegrityApi,
+        limits::{LoadShed, MessageLimitLayer},
         shutdown::EndStreamsLayer,
     },
     integrity::{IntegrityRunner, RunnerSettings},
@@ -59,6 +61,18 @@ pub enum StartupError {
     Serve(#[from] tonic::transport::Error),
 }
 
+/// The message size limits (BOOKINGD_MAX_REQUEST_BYTES, _RESPONSE_BYTES) on
+/// one generated server: each has them as its own methods, with no trait in
+/// common. A larger request is refused RESOURCE_EXHAUSTED before its handler
+/// runs.
+macro_rules! with_message_limits {
+    ($server:expr, $settings:expr) => {
+        $server
+            .max_decoding_message_size($settings.max_request_bytes)
+            .max_encoding_message_size($settings.max_response_bytes)
+    };
+}
+
 /// How long a server started with `--migrate-on-start false` waits for the
 /// schema to become current before giving up.
 const MIGRATION_WAIT: Duration = Duration::from_secs(120);
@@ -85,6 +99,8 @@ pub struct Application {
     shutdown_grace: Duration,
     server: ServeFuture,
     background: JoinSet<()>,
+    /// The concurrency limit; shutdown waits on it for in-flight calls.
+    load_shed: LoadShed,
 }
 
 impl Application {
@@ -155,7 +171,12 @@ impl Application {
             stop.clone(),
         ));
 
-        let mut builder = Server::builder();
+        let load_shed = LoadShed::new(settings.concurrency_limit);
+        // keepalive: a peer that vanished without a FIN (a crashed client, a
+        // dropped NAT entry) is noticed and its connection and streams closed
+        let mut builder = Server::builder()
+            .http2_keepalive_interval(Some(settings.http2_keepalive_interval))
+            .http2_keepalive_timeout(Some(settings.http2_keepalive_timeout));
         if let Some(tls) = tls {
             builder =
                 builder.tls_config(tls).map_err(|e| StartupError::Transport(format!("TLS configuration: {e}")))?;
@@ -164,20 +185,29 @@ impl Application {
             .timeout(settings.request_timeout)
             .layer(RpcTraceLayer::new())
             .layer(EndStreamsLayer::new(end_streams.clone()))
+            // inside the trace layer, so shed calls have a span and a status;
+            // before access, so a shed call costs no token check
+            .layer(load_shed.layer())
             // inside the trace layer: refused calls get their span, admitted ones its enduser.id
             .layer(AuthLayer::new(authenticator))
-            .add_service(health_service)
-            .add_optional_service(reflection)
-            .add_service(BookingServiceServer::new(BookingApi::new(bookings.clone())))
-            .add_service(IntegrityServiceServer::new(IntegrityApi::new(
-                integrity_runner(&settings, &pool),
-                end_streams.clone(),
-            )))
-            .add_service(AdminServiceServer::new(AdminApi::new(
-                pool.clone(),
-                flags.clone(),
-                bookings.atomic_path_status().clone(),
-            )));
+            .layer(MessageLimitLayer::new(settings.max_request_bytes))
+            // the call's deadline reaches its transactions (db::deadline)
+            .layer(crate::grpc::deadline::DeadlineLayer::new(settings.request_timeout, settings.db_statement_timeout))
+            .add_service(with_message_limits!(health_service, settings))
+            .add_optional_service(reflection.map(|reflection| with_message_limits!(reflection, settings)))
+            .add_service(with_message_limits!(BookingServiceServer::new(BookingApi::new(bookings.clone())), settings))
+            .add_service(with_message_limits!(
+                IntegrityServiceServer::new(IntegrityApi::new(integrity_runner(&settings, &pool), end_streams.clone())),
+                settings
+            ))
+            .add_service(with_message_limits!(
+                AdminServiceServer::new(AdminApi::new(
+                    pool.clone(),
+                    flags.clone(),
+                    bookings.atomic_path_status().clone()
+                )),
+                settings
+            ));
 
         let server =
             Box::pin(router.serve_with_incoming_shutdown(incoming(listener), stopping.clone().cancelled_owned()));
@@ -193,6 +223,7 @@ impl Application {
             shutdown_grace: settings.shutdown_grace,
             server,
             background,
+            load_shed,
         })
     }
 
@@ -205,11 +236,18 @@ impl Application {
         &self.flags
     }
 
+    /// The concurrency limit: calls in flight, and a wait for them to drain.
+    pub fn load_shed(&self) -> &LoadShed {
+        &self.load_shed
+    }
+
     /// Serves until `shutdown` resolves, then stops in this order:
     /// 1. health NOT_SERVING (readiness: load balancers stop sending), the
     ///    liveness name stays SERVING (the process is not broken);
     /// 2. no new connections; clients get GOAWAY and reconnect elsewhere;
-    /// 3. in-flight calls finish, for at most the grace period;
+    /// 3. in-flight calls finish, for at most the grace period (it ends
+    ///    early once the last admitted unary call is answered: the
+    ///    concurrency limit's [`LoadShed::drained`]);
     /// 4. open streams (health Watch, WatchChecks, reflection) end with
     ///    UNAVAILABLE `SHUTTING_DOWN`; connections still open
     ///    [`CLOSE_WAIT`] later are closed;
@@ -224,7 +262,16 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let Application {
-            pool, health, stopping, end_streams, stop, shutdown_grace, mut server, mut background, ..
+            pool,
+            health,
+            stopping,
+            end_streams,
+            stop,
+            shutdown_grace,
+            mut server,
+            mut background,
+            load_shed,
+            ..
         } = self;
         let served = tokio::select! {
             served = &mut server => Some(served),
@@ -237,11 +284,24 @@ impl Application {
                 tracing::info!(grace = %humantime::format_duration(shutdown_grace), "stopping: health NOT_SERVING, no new connections, in-flight calls have the grace period");
                 health.stop_serving().await;
                 stopping.cancel();
-                let finished = tokio::time::timeout(shutdown_grace, &mut server).await;
+                // a stream holds no permit, so once the unary calls are
+                // answered only streams are left, and nothing is gained by
+                // waiting out the grace period for them
+                let finished = tokio::time::timeout(shutdown_grace, async {
+                    tokio::select! {
+                        served = &mut server => Some(served),
+                        () = load_shed.drained() => None,
+                    }
+                })
+                .await;
                 match finished {
-                    Ok(served) => served,
-                    Err(_) => {
-                        tracing::warn!("grace period over: ending open streams");
+                    Ok(Some(served)) => served,
+                    unfinished => {
+                        if unfinished.is_err() {
+                            tracing::warn!("grace period over: ending open streams");
+                        } else {
+                            tracing::info!("in-flight calls answered: ending open streams");
+                        }
                         end_streams.cancel();
                         match tokio::time::timeout(CLOSE_WAIT, &mut server).await {
                             Ok(served) => served,
@@ -292,7 +352,8 @@ async fn start_bookings(
         let batch = BatchSettings { max_size: settings.batch_max_size, lanes: settings.batch_lanes };
         Batcher::start(pool.clone(), batch, stop.clone(), background)
     });
-    let bookings = Bookings::new(pool.clone(), flags, rules, atomic_path.clone(), batcher);
+    let tour_gate = TourGate::new(settings.tour_max_in_database(), settings.tour_max_waiting);
+    let bookings = Bookings::new(pool.clone(), flags, rules, atomic_path.clone(), batcher, tour_gate);
 
     let mut changes = atomic_path.subscribe();
     let available_now = changes.borrow_and_update().available;

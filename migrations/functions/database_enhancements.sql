@@ -90,7 +90,13 @@ begin
         v_tour.currency_code,
         'pending',
         'atomic',
-        (p_booking ->> 'hold_expires_at')::timestamptz
+        -- the hold ends by the database's clock (the clock the sweeper
+        -- compares with): now() is this transaction's time, the booking's
+        -- created_at. A payload without a hold length (the previous
+        -- bookingd, mid rolling deploy, or a hand-made call) keeps its own
+        -- hold_expires_at.
+        coalesce(now() + (p_booking ->> 'hold_seconds')::float8 * interval '1 second',
+                 (p_booking ->> 'hold_expires_at')::timestamptz)
     )
     returning * into v_row;
 

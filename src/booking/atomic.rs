@@ -8,6 +8,10 @@
 //! wrote nothing then, so the connection's cached statements are dropped and
 //! the call is made once more, re-prepared: a redeploy never fails a booking.
 //!
+//! A caller whose deadline is nearer than the session's `statement_timeout`
+//! gets the call in a transaction of its own with a shorter one
+//! (`db::deadline`); everyone else pays one round trip, as before.
+//!
 //! The SQLSTATEs it raises are mapped to domain errors here, next to the call.
 
 use serde::Serialize;
@@ -21,7 +25,10 @@ use crate::booking::{
     store::{BookingRow, db_span},
     types::{Booking, Created},
 };
-use crate::db::error::{self as db_error, sqlstate};
+use crate::db::{
+    deadline,
+    error::{self as db_error, sqlstate},
+};
 
 /// Why the atomic path did not produce an answer.
 #[derive(Debug)]
@@ -59,11 +66,11 @@ async fn attempt(
     let mut conn =
         pool.acquire().await.map_err(|e| BookingError::from_db("acquiring a connection for a booking", e))?;
     let user_id = prepared.request.user_id;
-    let mut called = call(&mut conn, &payload, user_id).await;
+    let mut called = call_by_deadline(&mut conn, &payload, user_id).await;
     if let Err(error) = &called
         && dropped_stale_statements(&mut conn, "create_booking_atomic", error).await
     {
-        called = call(&mut conn, &payload, user_id).await;
+        called = call_by_deadline(&mut conn, &payload, user_id).await;
     }
     drop(conn);
     match called {
@@ -71,6 +78,22 @@ async fn attempt(
         Err(error) => Err(AttemptError::collision(&error)
             .unwrap_or_else(|| AttemptError::Failed(classify(error, prepared.request.seats.total())))),
     }
+}
+
+/// The call, alone (autocommit, one round trip) unless the caller's deadline
+/// is nearer than the session's `statement_timeout`: then in a transaction
+/// whose `statement_timeout` ends before the deadline, so a call the caller
+/// gave up on is cancelled by the database and commits nothing.
+async fn call_by_deadline(
+    conn: &mut PgConnection,
+    payload: &Payload<'_>,
+    user_id: Option<Uuid>,
+) -> Result<BookingRow, sqlx::Error> {
+    let Some(limit) = deadline::statement_limit() else { return call(conn, payload, user_id).await };
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    deadline::set_statement_timeout(&mut tx, limit).await?;
+    let called = call(&mut tx, payload, user_id).await;
+    deadline::finish(tx, called).await
 }
 
 async fn call(
@@ -109,8 +132,8 @@ pub(crate) fn answer(prepared: &PreparedBooking, booking: Booking) -> Result<Cre
     if booking.id == prepared.id { Ok(Created { booking, replayed: false }) } else { prepared.replay(booking) }
 }
 
-/// The JSONB argument: the app chooses id, reference and hold so both paths
-/// produce the same booking from the same request. Serialized straight into
+/// The JSONB argument: the app chooses id, reference and hold length so both
+/// paths produce the same booking from the same request. Serialized straight into
 /// the bind buffer (no intermediate JSON value).
 #[derive(Debug, Serialize)]
 pub(crate) struct Payload<'a> {
@@ -126,6 +149,12 @@ pub(crate) struct Payload<'a> {
     customer_name: &'a str,
     customer_email: Option<&'a str>,
     customer_whatsapp: Option<&'a str>,
+    /// The hold's length: the function adds it to the database's clock.
+    hold_seconds: f64,
+    /// The same hold on the app's clock, read only by a function deployed by
+    /// the previous binary (during a rolling deploy, or after a start whose
+    /// refresh found `bookings` locked); the current one ignores it when
+    /// `hold_seconds` is present.
     hold_expires_at: String,
     /// Read by the batch function only (the single call binds it as `$2`).
     user_id: Option<Uuid>,
@@ -146,7 +175,10 @@ impl<'a> Payload<'a> {
             customer_name: request.customer_name.as_str(),
             customer_email: request.contact.email().map(|e| e.as_str()),
             customer_whatsapp: request.contact.whatsapp().map(|w| w.as_str()),
-            hold_expires_at: prepared.hold_expires_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            hold_seconds: prepared.hold_seconds(),
+            hold_expires_at: prepared
+                .hold_expires_at_by_app_clock()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             user_id: request.user_id,
         }
     }

@@ -18,7 +18,8 @@
 //!   call would.
 //!
 //! Each lane holds one pooled connection while it has work, so a batch pays
-//! no pool checkout at all.
+//! no pool checkout at all. A caller with a deadline nearer than the
+//! session's `statement_timeout` skips the lanes (see [`Batcher::create`]).
 
 use std::sync::Arc;
 
@@ -35,7 +36,10 @@ use crate::booking::{
     store::{BookingRow, db_span},
     types::{Booking, Created},
 };
-use crate::db::error::{self as db_error, DbError, sqlstate};
+use crate::db::{
+    deadline,
+    error::{self as db_error, DbError, sqlstate},
+};
 
 /// Up to 64: every booking in a batch is a subtransaction, and PostgreSQL
 /// keeps 64 subtransaction ids per backend before others' snapshots slow down.
@@ -80,7 +84,17 @@ impl Batcher {
     }
 
     /// Books through a lane; the same contract as [`atomic::create`].
+    ///
+    /// A caller whose deadline is nearer than the session's
+    /// `statement_timeout` is booked alone, with its deadline
+    /// (`db::deadline`): a batch is one statement and one commit for all its
+    /// callers, so bounding it by one caller's deadline would cancel its
+    /// neighbours' bookings, and not bounding it could commit a booking after
+    /// its caller was told DEADLINE_EXCEEDED.
     pub async fn create(&self, prepared: &PreparedBooking) -> Result<Created, AtomicFailure> {
+        if deadline::is_short() {
+            return atomic::create(&self.pool, prepared).await;
+        }
         let lane = lane_of(prepared, self.lanes.len());
         let (reply, answer) = oneshot::channel();
         // the caller's own db.query span: its wait in the lane plus the batch

@@ -46,6 +46,11 @@ pub enum BookingError {
     #[error("the price of this booking does not fit in the money columns")]
     PriceOutOfRange,
 
+    /// Too many bookings of this tour are already in flight (the tour gate):
+    /// refused at once, before a connection was taken; nothing was written.
+    #[error("too many bookings of this tour are in flight ({in_flight})")]
+    TourBusy { in_flight: usize },
+
     /// A database fault, sorted by `db::error` (unavailable, contention,
     /// lock timeout, …); its kind decides the code and the reason.
     #[error(transparent)]
@@ -84,6 +89,7 @@ impl BookingError {
             BookingError::HoldExpired => "HOLD_EXPIRED",
             BookingError::InvalidTransition { .. } => "INVALID_TRANSITION",
             BookingError::PriceOutOfRange => "PRICE_OUT_OF_RANGE",
+            BookingError::TourBusy { .. } => "TOUR_BUSY",
             BookingError::Database(error) => error.kind.reason_code(),
             BookingError::Internal { .. } => "INTERNAL",
         }

@@ -10,7 +10,11 @@
 //! trip. Checks run in the same order as the function's, so both paths
 //! refuse the same request with the same error.
 
-use sqlx::{FromRow, PgPool, Row, postgres::PgRow};
+use sqlx::{
+    FromRow, PgPool, Postgres, Row,
+    postgres::{PgArguments, PgRow},
+    query::QueryAs,
+};
 use tracing::Instrument;
 
 use crate::booking::{
@@ -19,7 +23,7 @@ use crate::booking::{
     store::{BookingRow, db_span},
     types::{Booking, Created},
 };
-use crate::db::error::sqlstate;
+use crate::db::{deadline, error::sqlstate};
 
 pub async fn create(pool: &PgPool, prepared: &PreparedBooking) -> Result<Created, BookingError> {
     with_fresh_reference(pool, prepared, |booking_reference| async move {
@@ -50,6 +54,21 @@ impl FromRow<'_, PgRow> for Outcome {
     }
 }
 
+/// The statement alone (autocommit, one round trip) unless the caller's
+/// deadline is nearer than the session's `statement_timeout`: then in a
+/// transaction whose `statement_timeout` ends before the deadline, so a call
+/// the caller gave up on is cancelled by the database and commits nothing.
+async fn run_by_deadline(
+    pool: &PgPool,
+    query: QueryAs<'_, Postgres, Outcome, PgArguments>,
+) -> Result<Option<Outcome>, sqlx::Error> {
+    let Some(limit) = deadline::statement_limit() else { return query.fetch_optional(pool).await };
+    let mut tx = pool.begin().await?;
+    deadline::set_statement_timeout(&mut tx, limit).await?;
+    let answered = query.fetch_optional(&mut *tx).await;
+    deadline::finish(tx, answered).await
+}
+
 /// One statement (autocommit). A failure writes nothing.
 async fn attempt(
     pool: &PgPool,
@@ -58,7 +77,7 @@ async fn attempt(
 ) -> Result<Created, AttemptError<BookingError>> {
     let request = &prepared.request;
     let seats = request.seats.total();
-    let answered = sqlx::query_as::<_, Outcome>(include_str!("sql/legacy_create.sql"))
+    let query = sqlx::query_as::<_, Outcome>(include_str!("sql/legacy_create.sql"))
         .bind(request.tour_id.0)
         .bind(request.request_id.as_str())
         .bind(seats)
@@ -71,11 +90,9 @@ async fn attempt(
         .bind(request.customer_name.as_str())
         .bind(request.contact.email().map(|e| e.as_str()))
         .bind(request.contact.whatsapp().map(|w| w.as_str()))
-        .bind(prepared.hold_expires_at)
-        .bind(&request.created_by)
-        .fetch_optional(pool)
-        .instrument(db_span("legacy create booking"))
-        .await;
+        .bind(prepared.hold_seconds())
+        .bind(&request.created_by);
+    let answered = run_by_deadline(pool, query).instrument(db_span("legacy create booking")).await;
     let outcome = match answered {
         Ok(outcome) => outcome.ok_or(BookingError::TourNotFound)?,
         Err(error) => {

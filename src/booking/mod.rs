@@ -11,6 +11,8 @@
 //! - [`service`]: [`Bookings`], what the API calls; chooses the path.
 //! - [`path_status`]: whether the atomic path is usable (health, GetFlag).
 //! - [`holds`]: the expiry sweeper.
+//! - [`tour_gate`]: the bound on one tour's bookings in flight (a flash sale
+//!   on one tour leaves the pool to the others).
 //! - [`store`], [`journey`], [`catalog`]: SQL.
 
 pub mod atomic;
@@ -27,6 +29,7 @@ pub mod records;
 pub mod reference;
 pub mod service;
 pub mod store;
+pub mod tour_gate;
 pub mod types;
 
 pub use error::BookingError;

@@ -1,5 +1,5 @@
 //! A validated request with the values the app chooses for it (id,
-//! fingerprint, hold expiry), identical whichever path stores it, and the
+//! fingerprint, hold length), identical whichever path stores it, and the
 //! loop both paths run around one attempt: a fresh reference on a reference
 //! collision, the racing booking replayed when the request id is taken.
 //!
@@ -22,21 +22,27 @@ pub struct PreparedBooking {
     pub id: BookingId,
     pub request: BookingRequest,
     pub fingerprint: String,
-    pub hold_expires_at: DateTime<Utc>,
 }
 
 impl PreparedBooking {
     pub fn new(request: BookingRequest) -> Self {
-        let now = Utc::now();
-        // microseconds, as PostgreSQL stores them, so both paths store the same instant
-        let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-        let hold = chrono::Duration::from_std(request.hold).unwrap_or(chrono::Duration::MAX);
-        PreparedBooking {
-            id: BookingId::new_random(),
-            fingerprint: request.fingerprint(),
-            hold_expires_at: now.checked_add_signed(hold).unwrap_or(DateTime::<Utc>::MAX_UTC),
-            request,
-        }
+        PreparedBooking { id: BookingId::new_random(), fingerprint: request.fingerprint(), request }
+    }
+
+    /// The hold's length in seconds (microsecond fractions): the database
+    /// adds it to its own clock (`now()`, the booking's transaction time), the
+    /// clock the sweeper compares with, so a skewed app clock cannot shorten
+    /// or stretch a hold.
+    pub fn hold_seconds(&self) -> f64 {
+        self.request.hold.as_secs_f64()
+    }
+
+    /// The hold's end on the app's clock: only for a `create_booking_atomic`
+    /// deployed by the previous binary, which reads no hold length (see
+    /// `atomic::Payload`).
+    pub fn hold_expires_at_by_app_clock(&self) -> DateTime<Utc> {
+        let hold = chrono::Duration::from_std(self.request.hold).unwrap_or(chrono::Duration::MAX);
+        Utc::now().checked_add_signed(hold).unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     /// An earlier booking under the same key: the same request gets it back,

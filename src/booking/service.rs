@@ -17,6 +17,7 @@ use crate::{
         path_status::AtomicPathStatus,
         prepared::PreparedBooking,
         store,
+        tour_gate::{Admission, TourGate},
         types::{
             Booking, BookingId, BookingRequest, BookingRules, BookingStatus, Cancelled, CodePath, CreateBookingInput,
             Created, FieldProblem, JourneyPage, TourPage,
@@ -41,6 +42,8 @@ pub struct Bookings {
     page_keys: PageKeys,
     /// Group commit for the atomic path; None: one call per booking.
     batcher: Option<Batcher>,
+    /// Bounds the bookings of one tour in flight (and in the database).
+    tour_gate: TourGate,
 }
 
 /// What one sweep of lapsed holds did.
@@ -65,8 +68,9 @@ impl Bookings {
         rules: BookingRules,
         atomic_path: AtomicPathStatus,
         batcher: Option<Batcher>,
+        tour_gate: TourGate,
     ) -> Self {
-        Bookings { page_keys: PageKeys::new(pool.clone()), pool, flags, rules, atomic_path, batcher }
+        Bookings { page_keys: PageKeys::new(pool.clone()), pool, flags, rules, atomic_path, batcher, tour_gate }
     }
 
     /// Whether the atomic path is usable (for GetFlag and health).
@@ -119,18 +123,33 @@ impl Bookings {
     }
 
     /// Runs the wanted path, or legacy when the atomic path is unavailable.
-    /// Returns the path that actually answered.
+    /// Returns the path that actually answered (the wanted one when the tour
+    /// gate refused the booking before any path ran).
+    ///
+    /// Every booking passes the tour gate first; a path that takes a
+    /// connection per booking also waits there for one of the tour's turns in
+    /// the database, so a hot tour's callers queue without a connection.
     async fn create_on(
         &self,
         wanted: CodePath,
         prepared: &PreparedBooking,
     ) -> (CodePath, Result<Created, BookingError>) {
+        let tour_id = prepared.request.tour_id.0;
+        let batched = wanted == CodePath::Atomic && self.batcher.is_some() && self.atomic_path.is_available();
+        let admission = if batched { Admission::Batched } else { Admission::OwnConnection };
+        let ticket = match self.tour_gate.admit(tour_id, admission) {
+            Ok(ticket) => ticket,
+            Err(busy) => return (wanted, Err(busy)),
+        };
         if wanted == CodePath::Atomic {
             let reason = if self.atomic_path.is_available() {
                 let called_at = Instant::now();
                 let answered = match &self.batcher {
                     Some(batcher) => batcher.create(prepared).await,
-                    None => atomic::create(&self.pool, prepared).await,
+                    None => match ticket.turn_in_database().await {
+                        Ok(_turn) => atomic::create(&self.pool, prepared).await,
+                        Err(error) => Err(AtomicFailure::Refused(error)),
+                    },
                 };
                 match answered {
                     Ok(created) => return (CodePath::Atomic, Ok(created)),
@@ -154,7 +173,11 @@ impl Bookings {
                     tracing::debug!("atomic path unavailable, serving through the legacy path");
                 });
         }
-        (CodePath::Legacy, legacy::create(&self.pool, prepared).await)
+        let answered = match ticket.turn_in_database().await {
+            Ok(_turn) => legacy::create(&self.pool, prepared).await,
+            Err(error) => Err(error),
+        };
+        (CodePath::Legacy, answered)
     }
 
     /// pending → confirmed. A lapsed hold is expired (seats released) in the
@@ -268,8 +291,11 @@ impl Bookings {
         Ok(sweep)
     }
 
+    /// A transaction bounded by the caller's deadline (`db::deadline`): a
+    /// confirm or cancel the caller gave up on is cancelled by the database
+    /// rather than committed behind its back. The sweeper has no deadline.
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, BookingError> {
-        self.pool.begin().await.map_err(|e| BookingError::from_db("starting a transaction", e))
+        crate::db::deadline::begin(&self.pool).await.map_err(|e| BookingError::from_db("starting a transaction", e))
     }
 }
 

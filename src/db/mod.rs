@@ -1,6 +1,8 @@
-//! The database: pool, schema migrations, the deployable atomic-path
+//! The database: pool (and its sessions' timeouts), the caller's deadline
+//! carried into transactions, schema migrations, the deployable atomic-path
 //! functions, the demo catalog, and database URLs.
 
+pub mod deadline;
 pub mod error;
 pub mod functions;
 pub mod schema;

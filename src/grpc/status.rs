@@ -229,6 +229,13 @@ impl From<BookingError> for ApiError {
             BookingError::PriceOutOfRange => {
                 ApiError::new(Code::FailedPrecondition, reason, "the price of this booking is out of range")
             }
+            BookingError::TourBusy { in_flight } => ApiError::new(
+                Code::ResourceExhausted,
+                reason,
+                "too many bookings of this tour are already waiting; retry shortly with the same request",
+            )
+            .with_metadata("tour_in_flight", in_flight)
+            .with_retry_delay(TOUR_BUSY_RETRY_DELAY),
             BookingError::Database(error) => error.into(),
             BookingError::Internal { context, source } => ApiError::internal(context, &source),
         }
@@ -372,6 +379,39 @@ impl From<DbError> for ApiError {
     }
 }
 
+/// How long a caller shed by the concurrency limit should wait: calls last
+/// milliseconds, so permits free up quickly.
+pub const OVERLOADED_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How long a caller refused by a busy tour should wait: that tour's queue
+/// moves at the speed of one row lock.
+pub const TOUR_BUSY_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A call refused at once because the process is at its concurrency limit
+/// (grpc::limits): retryable, on this replica or another.
+pub fn overloaded(limit: usize) -> Status {
+    ApiError::new(
+        Code::ResourceExhausted,
+        "OVERLOADED",
+        "bookingd is serving as many calls as it may at once; retry shortly with the same request",
+    )
+    .with_metadata("concurrency_limit", limit)
+    .with_retry_delay(OVERLOADED_RETRY_DELAY)
+    .into()
+}
+
+/// A request larger than BOOKINGD_MAX_REQUEST_BYTES (grpc::limits), refused
+/// before its handler ran: RESOURCE_EXHAUSTED, as the gRPC spec has it.
+pub fn message_too_large(limit: usize) -> Status {
+    ApiError::new(
+        Code::ResourceExhausted,
+        "MESSAGE_TOO_LARGE",
+        format!("the request is larger than this server accepts ({limit} bytes)"),
+    )
+    .with_metadata("max_request_bytes", limit)
+    .into()
+}
+
 /// The end of a stream the server closes because it is stopping: retryable
 /// on another connection (or replica).
 pub fn shutting_down() -> Status {
@@ -401,6 +441,19 @@ mod tests {
         assert_eq!(info.reason, "SOLD_OUT");
         assert_eq!(info.metadata.get("seats_left").map(String::as_str), Some("3"));
         assert!(status.message().contains("3 left"), "{}", status.message());
+    }
+
+    #[test]
+    fn shed_calls_say_when_to_retry() {
+        for (status, reason) in [
+            (overloaded(4), "OVERLOADED"),
+            (ApiError::from(BookingError::TourBusy { in_flight: 66 }).into(), "TOUR_BUSY"),
+        ] {
+            assert_eq!(status.code(), Code::ResourceExhausted);
+            let details = status.get_error_details();
+            assert_eq!(details.error_info().expect("error info").reason, reason);
+            assert!(details.retry_info().and_then(|retry| retry.retry_delay).is_some(), "{reason}: a retry delay");
+        }
     }
 
     #[test]

@@ -26,7 +26,8 @@
 //! `atomic_unavailable`), `flags::cache` (`flag_flip` when a value this
 //! instance reads, writes or hears of by NOTIFY differs from the last one),
 //! `integrity::runner` (`check_result` as each check finishes), startup
-//! (`sample_db_pool`). Requests refused before a path was chosen (malformed
+//! (`sample_db_pool`), `grpc::limits` (`load_shed` with `concurrency_limit`)
+//! and `booking::tour_gate` (`load_shed` with `tour_waiters`). Requests refused before a path was chosen (malformed
 //! input) are not counted in `bookingd.bookings`.
 
 use std::{sync::OnceLock, time::Duration};

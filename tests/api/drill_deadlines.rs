@@ -1,6 +1,9 @@
-//! Deadline drills: the database's session timeouts are in force on the
-//! service's pooled connections, and hold expiry is computed by the
-//! database's clock.
+//! Deadline drills: a caller's deadline reaches the database (a blocked
+//! booking is cancelled there before the deadline fires, leaving nothing
+//! running and nothing committed), a client that cancels mid-call and
+//! retries gets exactly one booking, the session timeouts are in force on
+//! the service's pooled connections, and hold expiry is computed by the
+//! database's clock. Every drill runs on the three booking paths.
 
 use std::time::{Duration, Instant};
 
@@ -10,8 +13,8 @@ use tonic::Code;
 use uuid::Uuid;
 
 use crate::{
-    fixtures::{TourSpec, booking_request, create_tour, reason},
-    helpers::{TestApp, assert_healthy, spawn_app_with},
+    fixtures::{TourSpec, booking_request, create_ok, create_tour, reason},
+    helpers::{TestApp, assert_healthy, spawn_app_with, wait_until},
 };
 
 /// The three ways a booking reaches the database.
@@ -44,6 +47,20 @@ async fn lock_tour(pool: &PgPool, tour_id: Uuid) -> Transaction<'static, Postgre
         .await
         .expect("lock the tour row");
     tx
+}
+
+/// bookingd's booking statements still running in the test's database
+/// (waiting for a lock or working), by `pg_stat_activity`.
+async fn booking_statements_running(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from pg_stat_activity
+          where datname = current_database() and application_name = 'bookingd'
+            and pid <> pg_backend_pid() and state <> 'idle'
+            and (query like '%create_booking_atomic%' or query like '%for update%')",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("read pg_stat_activity")
 }
 
 async fn bookings_with_request_id(pool: &PgPool, request_id: &str) -> i64 {
@@ -85,4 +102,183 @@ async fn a_lock_held_past_the_session_lock_timeout_fails_the_booking_fast_on_eve
         assert_healthy(&app.pool).await;
         app.stop().await;
     }
+}
+
+#[tokio::test]
+async fn a_booking_blocked_past_the_callers_deadline_is_cancelled_in_the_database_and_commits_nothing() {
+    for path in PATHS {
+        // Arrange: the tour's row is locked by a transaction of the test's own
+        let app = spawn_app_with(|s| path.configure(s)).await;
+        let tour = create_tour(&app.pool, TourSpec::default()).await;
+        let blocker = lock_tour(&app.pool, tour.tour_id).await;
+        let request = booking_request(tour.tour_id);
+
+        // Act: a caller that gives the call 500 ms (grpc-timeout)
+        let mut call = tonic::Request::new(request.clone());
+        call.set_timeout(Duration::from_millis(500));
+        let started = Instant::now();
+        let refused = app.booking().create_booking(call).await.expect_err("the tour is locked");
+        let took = started.elapsed();
+
+        // Assert: DEADLINE_EXCEEDED from the database's own cancel (its
+        // reason), within about the deadline; nothing of the call is left
+        // waiting while the lock is still held, so releasing it commits nothing
+        println!("{path:?}: 500 ms deadline → {:?} {} after {took:?}", refused.code(), reason(&refused));
+        assert_eq!(refused.code(), Code::DeadlineExceeded, "{path:?}: {refused:?}");
+        assert_eq!(reason(&refused), "DATABASE_TIMEOUT", "{path:?}: the database did not cancel it first");
+        assert!(took < Duration::from_millis(1500), "{path:?}: answered after {took:?}");
+        let waited = Instant::now();
+        wait_until("the cancelled booking statement to be gone", Duration::from_secs(2), || async {
+            booking_statements_running(&app.pool).await == 0
+        })
+        .await;
+        println!("{path:?}: no booking statement running {:?} after the answer", waited.elapsed());
+        blocker.rollback().await.expect("release the lock");
+        assert_eq!(booking_statements_running(&app.pool).await, 0, "{path:?}");
+        assert_eq!(bookings_with_request_id(&app.pool, &request.request_id).await, 0, "{path:?}: committed");
+        assert_healthy(&app.pool).await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_cancels_mid_call_and_retries_gets_exactly_one_booking() {
+    for path in PATHS {
+        // Arrange: a booking blocked on the tour's row lock
+        let app = spawn_app_with(|s| path.configure(s)).await;
+        let tour = create_tour(&app.pool, TourSpec::default()).await;
+        let blocker = lock_tour(&app.pool, tour.tour_id).await;
+        let request = booking_request(tour.tour_id);
+        let mut client = app.booking();
+        let first = request.clone();
+        let call = tokio::spawn(async move { client.create_booking(first).await });
+        wait_until("the booking to wait for the tour's lock", Duration::from_secs(5), || async {
+            booking_statements_running(&app.pool).await == 1
+        })
+        .await;
+
+        // Act: the client gives up (the call's future is dropped), the lock
+        // is released, the client retries with the same request id
+        call.abort();
+        assert!(call.await.expect_err("aborted").is_cancelled());
+        blocker.rollback().await.expect("release the lock");
+        let retried = app.booking().create_booking(request.clone()).await.expect("the retry is answered").into_inner();
+
+        // Assert: one booking under the key, whichever call made it; nothing left running
+        println!("{path:?}: cancelled mid-call, retry replayed = {}", retried.replayed);
+        assert_eq!(bookings_with_request_id(&app.pool, &request.request_id).await, 1, "{path:?}");
+        let again = create_ok(&app, request.clone()).await;
+        assert_eq!(Some(&again), retried.booking.as_ref(), "{path:?}: the key answers with its one booking");
+        wait_until("no booking statement running", Duration::from_secs(2), || async {
+            booking_statements_running(&app.pool).await == 0
+        })
+        .await;
+        assert_healthy(&app.pool).await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn hold_expiry_is_the_database_transaction_time_plus_the_hold_on_every_path() {
+    for path in PATHS {
+        // Arrange
+        let app = spawn_app_with(|s| path.configure(s)).await;
+        let tour = create_tour(&app.pool, TourSpec::default()).await;
+
+        // Act: a booking holding its seat for 120 s
+        let booking = create_ok(
+            &app,
+            bookingd::proto::v1::CreateBookingRequest { hold_seconds: Some(120), ..booking_request(tour.tour_id) },
+        )
+        .await;
+
+        // Assert: the hold ends exactly 120 s after the row's created_at (the
+        // database's transaction time), not at an instant of the app's clock
+        let hold: f64 = sqlx::query_scalar(
+            "select extract(epoch from hold_expires_at - created_at)::float8 from bookings where id = $1::uuid",
+        )
+        .bind(&booking.id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("hold of the booking");
+        println!("{path:?}: hold_expires_at - created_at = {hold} s");
+        assert!((hold - 120.0).abs() < 0.000_001, "{path:?}: {hold}");
+        assert_healthy(&app.pool).await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_payload_without_a_hold_length_keeps_its_own_hold_expires_at() {
+    // Arrange: a payload as the previous bookingd (mid rolling deploy) or a
+    // hand-made call sends it: a hold_expires_at and no hold_seconds
+    let app = spawn_app_with(|_| {}).await;
+    let tour = create_tour(&app.pool, TourSpec::default()).await;
+    let payload = serde_json::json!({
+        "id": Uuid::new_v4(),
+        "booking_reference": "BK-PREVBIN1",
+        "request_id": "previous-binary",
+        "request_fingerprint": "fingerprint of the previous binary",
+        "tour_id": tour.tour_id,
+        "num_adults": 1,
+        "num_children": 0,
+        "customer_name": "Grace Hopper",
+        "customer_email": "grace@example.com",
+        "hold_expires_at": "2099-01-01T00:00:00Z",
+    });
+
+    // Act
+    let hold: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("select hold_expires_at from create_booking_atomic($1, null)")
+            .bind(&payload)
+            .fetch_one(&app.pool)
+            .await
+            .expect("the function accepts the payload");
+
+    // Assert
+    assert_eq!(hold.to_rfc3339(), "2099-01-01T00:00:00+00:00");
+    assert_healthy(&app.pool).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancellation_blocked_past_the_callers_deadline_is_cancelled_in_the_database() {
+    // Arrange: a booking whose row a transaction of the test's own has locked
+    let app = spawn_app_with(|_| {}).await;
+    let tour = create_tour(&app.pool, TourSpec::default()).await;
+    let booking = create_ok(&app, booking_request(tour.tour_id)).await;
+    let mut blocker = app.pool.begin().await.expect("begin the blocker");
+    sqlx::query("select 1 from bookings where id = $1::uuid for update")
+        .bind(&booking.id)
+        .execute(&mut *blocker)
+        .await
+        .expect("lock the booking row");
+
+    // Act: a cancellation that gives the call 500 ms
+    let mut call = tonic::Request::new(bookingd::proto::v1::CancelBookingRequest {
+        booking_id: booking.id.clone(),
+        reason: "changed plans".into(),
+    });
+    call.set_timeout(Duration::from_millis(500));
+    let started = Instant::now();
+    let refused = app.booking().cancel_booking(call).await.expect_err("the booking is locked");
+    let took = started.elapsed();
+
+    // Assert: the database cancelled it; once the lock is gone the booking is still pending
+    println!("cancel with a 500 ms deadline → {:?} {} after {took:?}", refused.code(), reason(&refused));
+    assert_eq!(refused.code(), Code::DeadlineExceeded, "{refused:?}");
+    assert_eq!(reason(&refused), "DATABASE_TIMEOUT");
+    wait_until("the cancelled statement to be gone", Duration::from_secs(2), || async {
+        booking_statements_running(&app.pool).await == 0
+    })
+    .await;
+    blocker.rollback().await.expect("release the lock");
+    let status: String = sqlx::query_scalar("select booking_status from bookings where id = $1::uuid")
+        .bind(&booking.id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("status");
+    assert_eq!(status, "pending");
+    assert_healthy(&app.pool).await;
+    app.stop().await;
 }

@@ -140,6 +140,8 @@ pub struct TestApp {
     pub channel: Channel,
     /// The server's own flag resolver (the instance its services use).
     pub flags: bookingd::flags::Flags,
+    /// The server's concurrency limit (calls in flight).
+    pub load_shed: bookingd::grpc::limits::LoadShed,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<ServerTask>,
 }
@@ -242,6 +244,7 @@ pub async fn spawn_app_on(database_url: &str, configure: impl FnOnce(&mut Settin
     let app = Application::build(settings).await.expect("build the application");
     let addr = format!("http://{}", app.local_addr());
     let flags = app.flags().clone();
+    let load_shed = app.load_shed().clone();
     let (shutdown, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
@@ -254,6 +257,7 @@ pub async fn spawn_app_on(database_url: &str, configure: impl FnOnce(&mut Settin
         pool,
         channel,
         flags,
+        load_shed,
         shutdown: Some(shutdown),
         server: Some(server),
     }

@@ -16,7 +16,10 @@
 --
 -- $1 tour id, $2 request id, $3 seats, $4 adults, $5 children, $6 booking id,
 -- $7 reference, $8 fingerprint, $9 user id, $10 name, $11 email, $12 whatsapp,
--- $13 hold expires at, $14 created_by (the principal: idempotency keys are its own)
+-- $13 hold length in seconds, $14 created_by (the principal: idempotency keys are its own)
+--
+-- The hold ends at the database's now() (this transaction's time, the
+-- booking's created_at) + the hold: the clock the sweeper compares with.
 with tour as (
     select id, operator_id, origin_schedule_id, is_template, tour_date, status, available_spots,
            adult_price_cents, child_price_cents, currency_code, commission_rate
@@ -48,7 +51,7 @@ inserted as (
     select $6, $7, $2, $8, k.id, k.origin_schedule_id,
            k.operator_id, $9, $10, $11, $12,
            $4, $5, k.subtotal, round(k.subtotal * k.commission_rate / 100)::bigint, k.subtotal,
-           k.commission_rate, k.currency_code, 'pending', 'legacy', $13, $14
+           k.commission_rate, k.currency_code, 'pending', 'legacy', now() + $13::float8 * interval '1 second', $14
       from taken k
     returning *
 )
