@@ -91,13 +91,14 @@ async fn run(settings: &mut Settings) -> Result<(), Box<dyn std::error::Error>> 
         }
     }
 
+    let stop_requested = shutdown_signal();
     let app = Application::build(settings.clone()).await?;
     let addr = app.local_addr();
     tracing::info!(
         %addr,
         "bookingd serving; try: grpcurl -plaintext {addr} list   or   bookingctl --addr http://{addr} health"
     );
-    let result = app.run_until_stopped(shutdown_signal()).await;
+    let result = app.run_until_stopped(stop_requested).await;
     tracing::info!("grpc server stopped");
     if let Some(mut server) = embedded {
         server.stop();
@@ -141,18 +142,25 @@ fn generate_default_tokens(settings: &mut Settings) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or ctrl-c. The handlers are installed when this is called, not
+/// when the future is first polled: a SIGTERM that arrives right after the
+/// server said it serves must start the orderly stop, not kill the process
+/// with the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(error) => {
-            tracing::error!(%error, "cannot listen for SIGTERM; only ctrl-c stops bookingd");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let term = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (term, interrupt) {
+            (Ok(mut term), Ok(mut interrupt)) => tokio::select! {
+                _ = interrupt.recv() => tracing::info!("ctrl-c received, shutting down"),
+                _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            },
+            (term, interrupt) => {
+                let error = term.err().or(interrupt.err()).map(|e| e.to_string()).unwrap_or_default();
+                tracing::error!(%error, "cannot listen for SIGTERM/SIGINT; only ctrl-c stops bookingd");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("ctrl-c received, shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
     }
 }

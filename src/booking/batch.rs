@@ -19,7 +19,9 @@
 //!
 //! Each lane holds one pooled connection while it has work, so a batch pays
 //! no pool checkout at all. A caller with a deadline nearer than the
-//! session's `statement_timeout` skips the lanes (see [`Batcher::create`]).
+//! session's `statement_timeout` skips the lanes, or leaves its lane for a
+//! call of its own when its deadline comes that near while it queues (see
+//! [`Batcher::create`]).
 
 use std::sync::Arc;
 
@@ -37,7 +39,7 @@ use crate::booking::{
     types::{Booking, Created},
 };
 use crate::db::{
-    deadline,
+    deadline::{self, Deadline},
     error::{self as db_error, DbError, sqlstate},
 };
 
@@ -53,6 +55,9 @@ pub struct BatchSettings {
 
 struct Job {
     prepared: PreparedBooking,
+    /// The caller's deadline, if it has one: a task-local does not cross
+    /// into the lane.
+    deadline: Option<Deadline>,
     reply: oneshot::Sender<Result<Created, AtomicFailure>>,
 }
 
@@ -100,7 +105,8 @@ impl Batcher {
         // the caller's own db.query span: its wait in the lane plus the batch
         // call that booked it (create_booking_atomic, batched)
         let answered = async {
-            self.lanes[lane].send(Job { prepared: prepared.clone(), reply }).await.ok()?;
+            let job = Job { prepared: prepared.clone(), deadline: deadline::current(), reply };
+            self.lanes[lane].send(job).await.ok()?;
             answer.await.ok()
         }
         .instrument(db_span("create_booking_atomic"))
@@ -133,6 +139,14 @@ async fn run_lane(pool: PgPool, mut queue: mpsc::Receiver<Job>, max_size: usize,
         }
         // a caller that gave up (deadline, cancel) is not booked behind its back
         jobs.retain(|job| !job.reply.is_closed());
+        // a caller whose deadline came nearer than the session's
+        // statement_timeout while it queued is booked alone, with its
+        // deadline, as if it had arrived that way (see `Batcher::create`):
+        // the batch may run for the whole statement_timeout
+        let (short, batched): (Vec<Job>, Vec<Job>) =
+            jobs.into_iter().partition(|job| job.deadline.is_some_and(|d| d.is_short()));
+        alone(&pool, short);
+        let jobs = batched;
         if jobs.is_empty() {
             continue;
         }
@@ -275,7 +289,11 @@ async fn call(conn: &mut PgConnection, payloads: &[Payload<'_>]) -> Result<Vec<I
 }
 
 async fn alone_one(pool: PgPool, job: Job) {
-    let result = atomic::create(&pool, &job.prepared).await;
+    let booked = atomic::create(&pool, &job.prepared);
+    let result = match job.deadline {
+        Some(at) => deadline::scope(at, booked).await,
+        None => booked.await,
+    };
     let _ = job.reply.send(result);
 }
 

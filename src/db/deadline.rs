@@ -47,17 +47,28 @@ pub fn current() -> Option<Deadline> {
     DEADLINE.try_with(|deadline| *deadline).ok()
 }
 
-/// The `statement_timeout` a transaction of the current call must set: the
-/// time left minus [`MARGIN`] (at least 1 ms: 0 would mean none), or None
-/// when the session's own timeout already ends first.
-pub fn statement_limit() -> Option<Duration> {
-    let deadline = current()?;
-    let left = deadline.at.saturating_duration_since(Instant::now()).saturating_sub(MARGIN);
-    (left < deadline.session_statement_timeout).then(|| left.max(Duration::from_millis(1)))
+impl Deadline {
+    /// The `statement_timeout` a transaction under this deadline must set:
+    /// the time left minus [`MARGIN`] (at least 1 ms: 0 would mean none), or
+    /// None when the session's own timeout already ends first.
+    pub fn statement_limit(&self) -> Option<Duration> {
+        let left = self.at.saturating_duration_since(Instant::now()).saturating_sub(MARGIN);
+        (left < self.session_statement_timeout).then(|| left.max(Duration::from_millis(1)))
+    }
+
+    /// Whether it is nearer than the session's `statement_timeout` (its
+    /// statements need a transaction of their own).
+    pub fn is_short(&self) -> bool {
+        self.statement_limit().is_some()
+    }
 }
 
-/// Whether the current call's deadline is nearer than the session's
-/// `statement_timeout` (its statements need a transaction of their own).
+/// [`Deadline::statement_limit`] of the current call; None outside one.
+pub fn statement_limit() -> Option<Duration> {
+    current()?.statement_limit()
+}
+
+/// Whether the current call's deadline is short ([`Deadline::is_short`]).
 pub fn is_short() -> bool {
     statement_limit().is_some()
 }

@@ -282,3 +282,49 @@ async fn a_cancellation_blocked_past_the_callers_deadline_is_cancelled_in_the_da
     assert_healthy(&app.pool).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_batched_booking_whose_deadline_nears_while_it_queues_is_booked_alone_with_its_deadline() {
+    // Arrange: group commit, sessions bounded at 1 s; a first booking of a
+    // locked tour occupies the tour's lane for that second
+    let app = spawn_app_with(|s| {
+        Path::AtomicBatched.configure(s);
+        s.db_statement_timeout = Duration::from_secs(1);
+        s.db_lock_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let tour = create_tour(&app.pool, TourSpec::default()).await;
+    let blocker = lock_tour(&app.pool, tour.tour_id).await;
+    let mut client = app.booking();
+    let first = booking_request(tour.tour_id);
+    let occupying = tokio::spawn(async move { client.create_booking(first).await });
+    wait_until("the first booking to wait for the tour's lock", Duration::from_secs(5), || async {
+        booking_statements_running(&app.pool).await == 1
+    })
+    .await;
+
+    // Act: a caller with 1.3 s, more than the session's 1 s when it arrives,
+    // queues behind the first one's batch
+    let second = booking_request(tour.tour_id);
+    let mut call = tonic::Request::new(second.clone());
+    call.set_timeout(Duration::from_millis(1300));
+    let started = Instant::now();
+    let refused = app.booking().create_booking(call).await.expect_err("the tour is locked");
+    let took = started.elapsed();
+
+    // Assert: once its deadline came nearer than the batch could run, it was
+    // booked alone and the database cancelled it before the deadline
+    println!("queued with a 1.3 s deadline → {:?} {} after {took:?}", refused.code(), reason(&refused));
+    assert_eq!(refused.code(), Code::DeadlineExceeded, "{refused:?}");
+    assert_eq!(reason(&refused), "DATABASE_TIMEOUT");
+    let occupied = occupying.await.expect("first call").expect_err("the first booking timed out too");
+    println!("the first booking → {:?} {}", occupied.code(), reason(&occupied));
+    wait_until("no booking statement running", Duration::from_secs(2), || async {
+        booking_statements_running(&app.pool).await == 0
+    })
+    .await;
+    blocker.rollback().await.expect("release the lock");
+    assert_eq!(bookings_with_request_id(&app.pool, &second.request_id).await, 0);
+    assert_healthy(&app.pool).await;
+    app.stop().await;
+}
