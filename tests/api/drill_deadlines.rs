@@ -13,7 +13,7 @@ use tonic::Code;
 use uuid::Uuid;
 
 use crate::{
-    fixtures::{TourSpec, booking_request, create_ok, create_tour, reason},
+    fixtures::{TourSpec, audit_count, booking_request, create_ok, create_tour, reason},
     helpers::{TestApp, assert_healthy, spawn_app_with, wait_until},
 };
 
@@ -136,6 +136,9 @@ async fn a_booking_blocked_past_the_callers_deadline_is_cancelled_in_the_databas
         blocker.rollback().await.expect("release the lock");
         assert_eq!(booking_statements_running(&app.pool).await, 0, "{path:?}");
         assert_eq!(bookings_with_request_id(&app.pool, &request.request_id).await, 0, "{path:?}: committed");
+        // the caller's own short deadline is not a service failure: the
+        // runbook's failure-rate monitor must not count it
+        assert_eq!(audit_count(&app.pool, "creation_failed").await, 0, "{path:?}: recorded as a failure");
         assert_healthy(&app.pool).await;
         app.stop().await;
     }
