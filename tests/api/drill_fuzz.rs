@@ -560,3 +560,108 @@ async fn assert_serving(app: &TestApp) {
         .into_inner();
     assert_eq!(health.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
 }
+
+// ------------------------------------------------------------ malformed frames
+
+/// A request body sent as it is, in one frame.
+struct RawBody(Option<prost::bytes::Bytes>);
+
+impl http_body::Body for RawBody {
+    type Data = prost::bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.take().map(|bytes| Ok(http_body::Frame::data(bytes))))
+    }
+}
+
+/// Posts `body` to SetFlag (a call that writes when it succeeds) with
+/// `content_type`; the `grpc-status` the server answers with, from the
+/// headers (trailers-only) or the trailers. A transport error or reset fails.
+async fn raw_set_flag(app: &TestApp, content_type: &str, body: Vec<u8>) -> String {
+    use tower::ServiceExt;
+    let request = http::Request::post(format!("{}/booking.v1.AdminService/SetFlag", app.addr))
+        .header("content-type", content_type)
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {TEST_OPERATOR_TOKEN}"))
+        .body(tonic::body::Body::new(RawBody(Some(body.into()))))
+        .expect("request");
+    let response = tokio::time::timeout(CALL_BOUND, app.channel.clone().oneshot(request))
+        .await
+        .expect("answered in time")
+        .expect("an HTTP/2 response, not a transport error");
+    if let Some(status) = response.headers().get("grpc-status") {
+        return status.to_str().expect("ascii").to_owned();
+    }
+    let mut body = response.into_body();
+    loop {
+        let frame = futures::future::poll_fn(|cx| http_body::Body::poll_frame(std::pin::Pin::new(&mut body), cx))
+            .await
+            .expect("the response ends with trailers")
+            .expect("no reset mid-response");
+        if let Ok(trailers) = frame.into_trailers() {
+            return trailers.get("grpc-status").expect("grpc-status trailer").to_str().expect("ascii").to_owned();
+        }
+    }
+}
+
+/// A gRPC frame: compressed flag, length prefix, payload.
+fn frame(compressed: u8, length: u32, payload: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![compressed];
+    bytes.extend_from_slice(&length.to_be_bytes());
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+#[tokio::test]
+async fn malformed_frames_and_garbage_get_a_status_or_a_closed_connection_and_write_nothing() {
+    // Arrange: a valid SetFlag payload (it would write) to wrap in bad frames
+    let app = spawn_app().await;
+    let valid = prost::Message::encode_to_vec(&SetFlagRequest {
+        key: bookingd::flags::USE_LEGACY_BOOKING_SERVICE.into(),
+        enabled: true,
+        reason: "malformed".into(),
+    });
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("invalid protobuf", "application/grpc", frame(0, 6, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff])),
+        ("wrong wire type", "application/grpc", frame(0, 2, &[0x08 | 0x02, 0x7f])),
+        ("length prefix past the body", "application/grpc", frame(0, 1_000, &valid)),
+        ("compressed flag, no grpc-encoding", "application/grpc", frame(1, valid.len() as u32, &valid)),
+        ("truncated frame header", "application/grpc", vec![0, 0, 0]),
+        ("no message", "application/grpc", Vec::new()),
+        ("length prefix of 4 GiB", "application/grpc", frame(0, u32::MAX, &valid)),
+        ("wrong content-type", "application/json", b"{\"key\": \"use_legacy_booking_service\"}".to_vec()),
+    ];
+    let before = footprint(&app.pool).await;
+
+    // Act
+    let mut answers = Vec::new();
+    for (what, content_type, body) in cases {
+        answers.push((what, raw_set_flag(&app, content_type, body).await));
+    }
+    let mut garbage = tokio::net::TcpStream::connect(app.addr.trim_start_matches("http://")).await.expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut garbage, b"\x16\x03\x01 not http/2 at all\r\n\r\n\x00\xff")
+        .await
+        .expect("write");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(CALL_BOUND, tokio::io::AsyncReadExt::read_to_end(&mut garbage, &mut rest)).await;
+
+    // Assert: each a gRPC status (which one is tonic's: INTERNAL from its
+    // decoder, RESOURCE_EXHAUSTED past the size limit; two messages to a
+    // unary call are not here: tonic serves the first), nothing written,
+    // the garbage connection closed by the server, and it still books
+    for (what, status) in &answers {
+        eprintln!("malformed {what}: grpc-status {status}");
+        assert_ne!(status, "0", "{what} must not succeed");
+    }
+    assert!(closed.is_ok(), "the server closes a connection that does not speak HTTP/2");
+    assert_eq!(footprint(&app.pool).await, before, "a malformed request wrote");
+    let tour = create_tour(&app.pool, TourSpec::default()).await;
+    create_ok(&app, booking_request(tour.tour_id)).await;
+    assert_serving(&app).await;
+    assert_healthy(&app.pool).await;
+    app.stop().await;
+}
