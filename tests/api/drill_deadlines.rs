@@ -8,12 +8,14 @@
 use std::time::{Duration, Instant};
 
 use bookingd::config::Settings;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 use tonic::Code;
 use uuid::Uuid;
 
 use crate::{
-    fixtures::{TourSpec, audit_count, booking_request, create_ok, create_tour, reason},
+    fixtures::{
+        TourSpec, audit_count, booking_request, bookings_with_request_id, create_ok, create_tour, lock_tour, reason,
+    },
     helpers::{TestApp, assert_healthy, spawn_app_with, wait_until},
 };
 
@@ -37,18 +39,6 @@ impl Path {
     }
 }
 
-/// A transaction of the test's own holding the tour's row lock, as a
-/// long-running writer would: every booking of the tour waits for it.
-async fn lock_tour(pool: &PgPool, tour_id: Uuid) -> Transaction<'static, Postgres> {
-    let mut tx = pool.begin().await.expect("begin the blocker");
-    sqlx::query("select 1 from tours where id = $1 for update")
-        .bind(tour_id)
-        .execute(&mut *tx)
-        .await
-        .expect("lock the tour row");
-    tx
-}
-
 /// bookingd's booking statements still running in the test's database
 /// (waiting for a lock or working), by `pg_stat_activity`.
 async fn booking_statements_running(pool: &PgPool) -> i64 {
@@ -61,14 +51,6 @@ async fn booking_statements_running(pool: &PgPool) -> i64 {
     .fetch_one(pool)
     .await
     .expect("read pg_stat_activity")
-}
-
-async fn bookings_with_request_id(pool: &PgPool, request_id: &str) -> i64 {
-    sqlx::query_scalar("select count(*) from bookings where request_id = $1")
-        .bind(request_id)
-        .fetch_one(pool)
-        .await
-        .expect("count bookings")
 }
 
 #[tokio::test]
