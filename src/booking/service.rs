@@ -91,6 +91,9 @@ impl Bookings {
     pub async fn create(&self, input: CreateBookingInput) -> Result<Created, BookingError> {
         let request = BookingRequest::parse(&input, &self.rules).map_err(BookingError::InvalidRequest)?;
         let tour_id = request.tour_id;
+        // read before any work: by the time an error comes back, every
+        // deadline looks short
+        let caller_deadline_short = crate::db::deadline::is_short();
         let prepared = PreparedBooking::new(request);
         let wanted =
             if self.flags.use_legacy_booking_service().await.enabled { CodePath::Legacy } else { CodePath::Atomic };
@@ -108,7 +111,15 @@ impl Bookings {
                 span.record("error.type", error.reason_code());
                 span.record("otel.status_code", "ERROR");
                 metrics::booking_outcome(path.as_str(), outcome_of(error));
-                if error.is_recorded_creation_failure() {
+                // a caller who gave the call less time than the database's
+                // own timeout and ran out of it chose that (a checkout page
+                // giving up): counted, not recorded, or a burst of impatient
+                // callers on one busy tour would page the runbook's
+                // failure-rate monitor. The session's own timeout firing is a
+                // slow database: recorded.
+                let callers_choice = caller_deadline_short
+                    && matches!(error, BookingError::Database(db) if db.kind == DbErrorKind::Cancelled);
+                if error.is_recorded_creation_failure() && !callers_choice {
                     store::record_creation_failed(&self.pool, error.reason_code(), tour_id, path).await;
                 }
                 match error {

@@ -14,9 +14,33 @@ pub fn duration(value: std::time::Duration) -> prost_types::Duration {
     prost_types::Duration::try_from(value).unwrap_or(prost_types::Duration { seconds: i64::MAX, nanos: 999_999_999 })
 }
 
+/// A caller's duration; `None` when it is negative (or its two parts
+/// disagree in sign). Not prost-types' `TryFrom`: it negates `seconds` to
+/// describe a negative duration, which overflows on `i64::MIN` (a panic in
+/// debug builds, found by fuzzing `WatchChecks.interval`).
+pub fn std_duration(value: prost_types::Duration) -> Option<std::time::Duration> {
+    let seconds = u64::try_from(value.seconds).ok()?;
+    let nanos = u64::try_from(value.nanos).ok()?;
+    std::time::Duration::from_secs(seconds).checked_add(std::time::Duration::from_nanos(nanos))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_callers_duration_is_none_when_negative_at_any_extreme() {
+        let d = |seconds, nanos| std_duration(prost_types::Duration { seconds, nanos });
+        assert_eq!(d(2, 500_000_000), Some(std::time::Duration::from_millis(2500)));
+        assert_eq!(d(0, i32::MAX), Some(std::time::Duration::from_nanos(i32::MAX as u64)));
+        assert_eq!(
+            d(i64::MAX, i32::MAX),
+            Some(std::time::Duration::new(i64::MAX as u64, 0) + std::time::Duration::from_nanos(i32::MAX as u64))
+        );
+        for (seconds, nanos) in [(i64::MIN, 0), (i64::MIN, i32::MIN), (-1, 0), (0, -1), (5, i32::MIN)] {
+            assert_eq!(d(seconds, nanos), None, "{seconds} s {nanos} ns");
+        }
+    }
 
     #[test]
     fn instants_and_durations_keep_their_nanoseconds() {

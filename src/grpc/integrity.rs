@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     grpc::{
-        convert::{duration, timestamp},
+        convert::{duration, std_duration, timestamp},
         status::{ApiError, shutting_down},
     },
     integrity::{CheckReport, CheckStatus, IntegrityRunner},
@@ -60,7 +60,7 @@ impl IntegrityService for IntegrityApi {
     ) -> Result<Response<Self::WatchChecksStream>, Status> {
         let request = request.into_inner();
         // a negative duration is "too short" like any other below the minimum
-        let interval = request.interval.map(|d| std::time::Duration::try_from(d).unwrap_or_default());
+        let interval = request.interval.map(|d| std_duration(d).unwrap_or_default());
         let reports =
             self.runner.watch_checks(&request.checks, request.max_samples, interval).map_err(ApiError::from)?;
         Ok(Response::new(self.respond(reports)))

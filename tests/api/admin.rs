@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::{
     fixtures::{
         available_spots, book_like_legacy, id_strings, insert_booking, insert_operator, insert_tour, last_audit,
-        reason, status_of,
+        lock_tour, reason, sessions_waiting_on_locks, status_of,
     },
     helpers::{BearerToken, TestApp, assert_healthy, spawn_app, wait_until},
 };
@@ -273,12 +273,7 @@ async fn a_booking_in_flight_when_a_repair_starts_is_not_lost() {
         .expect("drift");
     // a legacy booking holds the tour lock, has inserted and decremented, and
     // has not committed yet
-    let mut in_flight = app.pool.begin().await.expect("begin");
-    sqlx::query("select 1 from tours where id = $1 for update")
-        .bind(tour)
-        .execute(&mut *in_flight)
-        .await
-        .expect("lock");
+    let mut in_flight = lock_tour(&app.pool, tour).await;
     insert_booking(&mut in_flight, tour, 3, "confirmed").await;
     sqlx::query("update tours set available_spots = available_spots - 3 where id = $1")
         .bind(tour)
@@ -295,13 +290,7 @@ async fn a_booking_in_flight_when_a_repair_starts_is_not_lost() {
             .await
     });
     wait_until("the repair waits on the tour lock", Duration::from_secs(10), || async {
-        sqlx::query_scalar::<_, i64>(
-            "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
-        )
-        .fetch_one(&app.pool)
-        .await
-        .expect("activity")
-            > 0
+        sessions_waiting_on_locks(&app.pool).await > 0
     })
     .await;
     in_flight.commit().await.expect("the booking commits");

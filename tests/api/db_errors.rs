@@ -10,7 +10,7 @@ use tonic::Code;
 use bookingd::proto::v1::SetFlagRequest;
 
 use crate::{
-    fixtures::{TourSpec, available_spots, booking_request, create_tour, reason},
+    fixtures::{TourSpec, available_spots, booking_request, create_tour, reason, sessions_waiting_on_locks},
     helpers::{assert_healthy, create_test_database, spawn_app, wait_until},
 };
 
@@ -88,10 +88,8 @@ async fn a_terminated_session_is_unavailable_from_booking_and_admin_alike() {
             })
             .await
     });
-    let waiting =
-        "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'";
     wait_until("both calls wait on the test's locks", Duration::from_secs(10), || async {
-        sqlx::query_scalar::<_, i64>(waiting).fetch_one(&app.pool).await.expect("waiting") >= 2
+        sessions_waiting_on_locks(&app.pool).await >= 2
     })
     .await;
 

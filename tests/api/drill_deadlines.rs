@@ -9,12 +9,14 @@
 use std::time::{Duration, Instant};
 
 use bookingd::{config::Settings, db::TimeoutsVia};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 use tonic::Code;
 use uuid::Uuid;
 
 use crate::{
-    fixtures::{TourSpec, booking_request, create_ok, create_tour, reason},
+    fixtures::{
+        TourSpec, audit_count, booking_request, bookings_with_request_id, create_ok, create_tour, lock_tour, reason,
+    },
     helpers::{TestApp, assert_healthy, spawn_app_with, wait_until},
 };
 
@@ -38,18 +40,6 @@ impl Path {
     }
 }
 
-/// A transaction of the test's own holding the tour's row lock, as a
-/// long-running writer would: every booking of the tour waits for it.
-async fn lock_tour(pool: &PgPool, tour_id: Uuid) -> Transaction<'static, Postgres> {
-    let mut tx = pool.begin().await.expect("begin the blocker");
-    sqlx::query("select 1 from tours where id = $1 for update")
-        .bind(tour_id)
-        .execute(&mut *tx)
-        .await
-        .expect("lock the tour row");
-    tx
-}
-
 /// bookingd's booking statements still running in the test's database
 /// (waiting for a lock or working), by `pg_stat_activity`.
 async fn booking_statements_running(pool: &PgPool) -> i64 {
@@ -62,14 +52,6 @@ async fn booking_statements_running(pool: &PgPool) -> i64 {
     .fetch_one(pool)
     .await
     .expect("read pg_stat_activity")
-}
-
-async fn bookings_with_request_id(pool: &PgPool, request_id: &str) -> i64 {
-    sqlx::query_scalar("select count(*) from bookings where request_id = $1")
-        .bind(request_id)
-        .fetch_one(pool)
-        .await
-        .expect("count bookings")
 }
 
 /// A booking waiting on a locked tour ends at the session's `lock_timeout`
@@ -152,6 +134,9 @@ async fn a_booking_blocked_past_the_callers_deadline_is_cancelled_in_the_databas
         blocker.rollback().await.expect("release the lock");
         assert_eq!(booking_statements_running(&app.pool).await, 0, "{path:?}");
         assert_eq!(bookings_with_request_id(&app.pool, &request.request_id).await, 0, "{path:?}: committed");
+        // the caller's own short deadline is not a service failure: the
+        // runbook's failure-rate monitor must not count it
+        assert_eq!(audit_count(&app.pool, "creation_failed").await, 0, "{path:?}: recorded as a failure");
         assert_healthy(&app.pool).await;
         app.stop().await;
     }

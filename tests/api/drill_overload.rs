@@ -16,14 +16,14 @@ use std::{
 use bookingd::proto::v1::{CreateBookingRequest, ListToursRequest, booking_service_client::BookingServiceClient};
 use futures::future::join_all;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 use tonic::{Code, Status, transport::Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 use tonic_types::StatusExt;
 use uuid::Uuid;
 
 use crate::{
-    fixtures::{TourSpec, available_spots, booking_request, create_ok, create_tour, reason, write_counts},
+    fixtures::{TourSpec, available_spots, booking_request, create_ok, create_tour, lock_tour, reason, write_counts},
     helpers::{
         Authed, BearerToken, TEST_BOOKING_TOKEN, TestApp, assert_healthy, spawn_app, spawn_app_with, wait_until,
     },
@@ -35,18 +35,6 @@ use crate::{
 fn patient_database(settings: &mut bookingd::config::Settings) {
     settings.db_statement_timeout = Duration::from_secs(9);
     settings.db_lock_timeout = Duration::from_secs(9);
-}
-
-/// Holds `tour_id`'s row lock until the transaction is dropped or ended:
-/// every booking of the tour waits on it.
-async fn lock_tour(pool: &PgPool, tour_id: Uuid) -> Transaction<'static, Postgres> {
-    let mut tx = pool.begin().await.expect("begin");
-    sqlx::query("select id from tours where id = $1 for update")
-        .bind(tour_id)
-        .execute(&mut *tx)
-        .await
-        .expect("lock the tour row");
-    tx
 }
 
 /// `count` booking clients, each on its own HTTP/2 connection.

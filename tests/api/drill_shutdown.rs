@@ -16,10 +16,11 @@ use sqlx::PgPool;
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
-use uuid::Uuid;
 
 use crate::{
-    fixtures::{TourSpec, booking_request, create_tour, reason},
+    fixtures::{
+        TourSpec, booking_request, bookings_with_request_id, create_tour, lock_tour, reason, sessions_waiting_on_locks,
+    },
     helpers::{Authed, assert_healthy, wait_until},
     process::{Replica, migrated_database},
 };
@@ -29,24 +30,10 @@ use crate::{
 /// 2 s), and the process exit itself.
 const EXIT_SLACK: Duration = Duration::from_secs(7);
 
-/// Holds the tour's row lock in an open transaction, so booking calls on it
-/// block inside the database until `release`.
-async fn lock_tour(pool: &PgPool, tour_id: Uuid) -> sqlx::Transaction<'static, sqlx::Postgres> {
-    let mut tx = pool.begin().await.expect("begin");
-    sqlx::query("select 1 from tours where id = $1 for update").bind(tour_id).execute(&mut *tx).await.expect("lock");
-    tx
-}
-
 /// Waits until `n` sessions of the database wait on a lock.
 async fn wait_for_blocked_calls(pool: &PgPool, n: i64) {
     wait_until("booking calls blocked on the tour's row lock", Duration::from_secs(20), || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
-        )
-        .fetch_one(pool)
-        .await
-        .expect("pg_stat_activity");
-        waiting >= n
+        sessions_waiting_on_locks(pool).await >= n
     })
     .await;
 }
@@ -65,14 +52,6 @@ fn book_in_background(
     tokio::spawn(async move {
         client.create_booking(request).await.map(|r| r.into_inner().booking.expect("a booking in the answer"))
     })
-}
-
-async fn bookings_with_key(pool: &PgPool, request_id: &str) -> i64 {
-    sqlx::query_scalar("select count(*) from bookings where request_id = $1")
-        .bind(request_id)
-        .fetch_one(pool)
-        .await
-        .expect("count bookings")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -138,7 +117,7 @@ async fn sigterm_with_an_open_watch_and_a_call_in_flight_answers_the_call_ends_t
     );
     assert!(status.success(), "clean exit: {status:?}\n{}", replica.all_logs());
     assert!(exited_after < grace + EXIT_SLACK, "exit took {exited_after:?}");
-    assert_eq!(bookings_with_key(&pool, &request.request_id).await, 1);
+    assert_eq!(bookings_with_request_id(&pool, &request.request_id).await, 1);
     assert_healthy(&pool).await;
 }
 
@@ -185,7 +164,7 @@ async fn sigterm_with_a_call_blocked_past_the_grace_period_exits_in_time_and_lea
     let retried = next.booking().create_booking(request.clone()).await.expect("the retry is answered");
     let booking = retried.into_inner().booking.expect("booking");
     assert_eq!(booking.request_id, request.request_id);
-    assert_eq!(bookings_with_key(&pool, &request.request_id).await, 1, "exactly one booking for the key");
+    assert_eq!(bookings_with_request_id(&pool, &request.request_id).await, 1, "exactly one booking for the key");
     assert_healthy(&pool).await;
 }
 

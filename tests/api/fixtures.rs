@@ -480,3 +480,35 @@ pub async fn assert_sold_exactly(app: &TestApp, tour_id: Uuid, capacity: i32, re
         .expect("count");
     assert_eq!(stored, outcome.bookings.len() as i64);
 }
+
+/// A transaction of the test's own holding `tour_id`'s row lock, as a
+/// long-running writer would: every booking of the tour waits for it until
+/// the transaction ends (commit, rollback or drop).
+pub async fn lock_tour(pool: &PgPool, tour_id: Uuid) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.expect("begin the blocker");
+    sqlx::query("select 1 from tours where id = $1 for update")
+        .bind(tour_id)
+        .execute(&mut *tx)
+        .await
+        .expect("lock the tour row");
+    tx
+}
+
+/// Sessions of the test's database waiting for a lock (`pg_stat_activity`).
+pub async fn sessions_waiting_on_locks(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("read pg_stat_activity")
+}
+
+/// Bookings stored under the idempotency key `request_id` (any principal).
+pub async fn bookings_with_request_id(pool: &PgPool, request_id: &str) -> i64 {
+    sqlx::query_scalar("select count(*) from bookings where request_id = $1")
+        .bind(request_id)
+        .fetch_one(pool)
+        .await
+        .expect("count bookings")
+}
