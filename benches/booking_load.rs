@@ -15,6 +15,10 @@
 //! - BENCH_SERVICES e.g. `atomic,atomic+batch,legacy` (default: all three;
 //!   `atomic` and `legacy` with batching off, `atomic+batch` with it on),
 //! - BENCH_REPEAT rounds of the whole table (default 1).
+//!
+//! Any `BOOKINGD_*` variable in the benchmark's environment is passed to every
+//! bookingd it starts (e.g. `BOOKINGD_BATCH_LANES=2`), except the batching
+//! switch, which each configuration sets itself.
 
 use std::{
     io::BufRead,
@@ -250,6 +254,7 @@ impl Service {
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        command.envs(std::env::vars().filter(|(name, _)| name.starts_with("BOOKINGD_")));
         for (name, value) in config.env {
             command.env(name, value);
         }

@@ -21,7 +21,7 @@ use crate::{
         types::BookingRules,
     },
     config::Settings,
-    db::{self, DbSetupError},
+    db::{self, DbSetupError, warm::WarmConnections},
     flags::Flags,
     grpc::{
         admin::AdminApi,
@@ -349,12 +349,22 @@ async fn start_bookings(
     let atomic_path = AtomicPathStatus::new();
     // know the truth before the first request, not a probe interval later
     atomic_path.probe(pool).await;
+    // half the pool at most waits warm between bookings: the rest stays free
+    // for confirmations, checks and admin work
+    let warm = WarmConnections::new(pool.clone(), settings.db_max_connections as usize / 2);
+    let warm_stop = stop.clone();
+    let warm_closer = warm.clone();
+    background.spawn(async move {
+        // before the pool closes (it waits for checked-out connections)
+        warm_stop.cancelled().await;
+        warm_closer.close();
+    });
     let batcher = settings.batch_bookings.then(|| {
         let batch = BatchSettings { max_size: settings.batch_max_size, lanes: settings.batch_lanes };
-        Batcher::start(pool.clone(), batch, stop.clone(), background)
+        Batcher::start(warm.clone(), batch, stop.clone(), background)
     });
     let tour_gate = TourGate::new(settings.tour_max_in_database(), settings.tour_max_waiting);
-    let bookings = Bookings::new(pool.clone(), flags, rules, atomic_path.clone(), batcher, tour_gate);
+    let bookings = Bookings::new(warm, flags, rules, atomic_path.clone(), batcher, tour_gate);
 
     let mut changes = atomic_path.subscribe();
     let available_now = changes.borrow_and_update().available;

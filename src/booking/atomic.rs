@@ -28,6 +28,7 @@ use crate::booking::{
 use crate::db::{
     deadline,
     error::{self as db_error, sqlstate},
+    warm::WarmConnections,
 };
 
 /// Why the atomic path did not produce an answer.
@@ -49,30 +50,51 @@ impl From<BookingError> for AtomicFailure {
     }
 }
 
-pub async fn create(pool: &sqlx::PgPool, prepared: &PreparedBooking) -> Result<Created, AtomicFailure> {
-    with_fresh_reference(pool, prepared, |booking_reference| async move {
-        attempt(pool, prepared, &booking_reference).await
+pub async fn create(warm: &WarmConnections, prepared: &PreparedBooking) -> Result<Created, AtomicFailure> {
+    with_fresh_reference(warm.pool(), prepared, |booking_reference| async move {
+        attempt(warm, prepared, &booking_reference).await
     })
     .await
 }
 
-/// One call of the function with one reference.
+/// One call of the function with one reference, on a warm connection.
 async fn attempt(
-    pool: &sqlx::PgPool,
+    warm: &WarmConnections,
     prepared: &PreparedBooking,
     booking_reference: &str,
 ) -> Result<Created, AttemptError<AtomicFailure>> {
-    let payload = Payload::new(prepared, booking_reference);
     let mut conn =
-        pool.acquire().await.map_err(|e| BookingError::from_db("acquiring a connection for a booking", e))?;
+        warm.acquire().await.map_err(|e| BookingError::from_db("acquiring a connection for a booking", e))?;
+    let called = call_on(&mut conn, prepared, booking_reference).instrument(db_span("create_booking_atomic")).await;
+    conn.release_after(&called);
+    outcome(prepared, called)
+}
+
+/// One call of the function on `conn`; a stale cached statement is
+/// re-prepared and the call made once more. No span of its own: the caller
+/// owns the booking's `db.query` span (a batch lane's caller span covers its
+/// wait in the lane as well).
+pub(crate) async fn call_on(
+    conn: &mut PgConnection,
+    prepared: &PreparedBooking,
+    booking_reference: &str,
+) -> Result<BookingRow, sqlx::Error> {
+    let payload = Payload::new(prepared, booking_reference);
     let user_id = prepared.request.user_id;
-    let mut called = call_by_deadline(&mut conn, &payload, user_id).await;
-    if let Err(error) = &called
-        && dropped_stale_statements(&mut conn, "create_booking_atomic", error).await
-    {
-        called = call_by_deadline(&mut conn, &payload, user_id).await;
+    let called = call_by_deadline(conn, &payload, user_id).await;
+    match &called {
+        Err(error) if dropped_stale_statements(conn, "create_booking_atomic", error).await => {
+            call_by_deadline(conn, &payload, user_id).await
+        }
+        _ => called,
     }
-    drop(conn);
+}
+
+/// What the call's answer means for the booking.
+pub(crate) fn outcome(
+    prepared: &PreparedBooking,
+    called: Result<BookingRow, sqlx::Error>,
+) -> Result<Created, AttemptError<AtomicFailure>> {
     match called {
         Ok(row) => Ok(answer(prepared, Booking::try_from(row)?)?),
         Err(error) => Err(AttemptError::collision(&error)
@@ -105,7 +127,6 @@ async fn call(
         .bind(Json(payload))
         .bind(user_id)
         .fetch_one(conn)
-        .instrument(db_span("create_booking_atomic"))
         .await
 }
 

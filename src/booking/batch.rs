@@ -6,7 +6,8 @@
 //!
 //! - No added latency: a lane sends what is queued the moment its previous
 //!   call returns, so a request on an idle lane goes out at once; under load
-//!   the queue (and so the batch) grows, up to `max_size`.
+//!   the queue (and so the batch) grows, up to `max_size`. A batch of one is
+//!   a plain `create_booking_atomic` call on the lane's connection.
 //! - First come, first served per tour: a tour always maps to the same lane
 //!   (a FIFO), and a batch keeps arrival order within a tour.
 //! - Fixed lock order: a batch is sorted by tour id (stable), so two batches
@@ -17,15 +18,15 @@
 //!   function and every booking in it goes to the legacy path, as a single
 //!   call would.
 //!
-//! Each lane holds one pooled connection while it has work, so a batch pays
-//! no pool checkout at all. A caller with a deadline nearer than the
+//! Each lane holds one connection while it has work, so a batch pays no pool
+//! checkout at all (and, idle, leaves it warm: `db::warm`). A caller with a deadline nearer than the
 //! session's `statement_timeout` skips the lanes, or leaves its lane for a
 //! call of its own when its deadline comes that near while it queues (see
 //! [`Batcher::create`]).
 
 use std::sync::Arc;
 
-use sqlx::{FromRow, PgConnection, PgPool, Row, pool::PoolConnection, postgres::PgRow, types::Json};
+use sqlx::{FromRow, PgConnection, Row, postgres::PgRow, types::Json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -33,14 +34,15 @@ use tracing::Instrument;
 use crate::booking::{
     atomic::{self, AtomicFailure, Payload},
     error::BookingError,
-    prepared::PreparedBooking,
+    prepared::{AttemptError, PreparedBooking},
     reference,
     store::{BookingRow, db_span},
     types::{Booking, Created},
 };
 use crate::db::{
     deadline::{self, Deadline},
-    error::{self as db_error, DbError, sqlstate},
+    error::{self as db_error, DbError, DbErrorKind, sqlstate},
+    warm::{WarmConnection, WarmConnections},
 };
 
 /// Up to 64: every booking in a batch is a subtransaction, and PostgreSQL
@@ -64,14 +66,14 @@ struct Job {
 /// Hands atomic-path bookings to the lanes. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Batcher {
-    pool: PgPool,
+    warm: WarmConnections,
     lanes: Arc<[mpsc::Sender<Job>]>,
 }
 
 impl Batcher {
     /// Starts the lanes; they stop when `stop` is cancelled.
     pub fn start(
-        pool: PgPool,
+        warm: WarmConnections,
         settings: BatchSettings,
         stop: CancellationToken,
         background: &mut tokio::task::JoinSet<()>,
@@ -82,10 +84,10 @@ impl Batcher {
             // bounded by the server's concurrency limit in practice; the
             // bound only keeps a runaway from growing without limit
             let (sender, receiver) = mpsc::channel(4096);
-            background.spawn(run_lane(pool.clone(), receiver, max_size, stop.clone()));
+            background.spawn(run_lane(warm.clone(), receiver, max_size, stop.clone()));
             lanes.push(sender);
         }
-        Batcher { pool, lanes: lanes.into() }
+        Batcher { warm, lanes: lanes.into() }
     }
 
     /// Books through a lane; the same contract as [`atomic::create`].
@@ -98,7 +100,7 @@ impl Batcher {
     /// its caller was told DEADLINE_EXCEEDED.
     pub async fn create(&self, prepared: &PreparedBooking) -> Result<Created, AtomicFailure> {
         if deadline::is_short() {
-            return atomic::create(&self.pool, prepared).await;
+            return atomic::create(&self.warm, prepared).await;
         }
         let lane = lane_of(prepared, self.lanes.len());
         let (reply, answer) = oneshot::channel();
@@ -115,7 +117,7 @@ impl Batcher {
             return result;
         }
         // the lanes are stopping (shutdown): book alone
-        atomic::create(&self.pool, prepared).await
+        atomic::create(&self.warm, prepared).await
     }
 }
 
@@ -123,8 +125,8 @@ fn lane_of(prepared: &PreparedBooking, lanes: usize) -> usize {
     (prepared.request.tour_id.0.as_u128() % lanes as u128) as usize
 }
 
-async fn run_lane(pool: PgPool, mut queue: mpsc::Receiver<Job>, max_size: usize, stop: CancellationToken) {
-    let mut conn: Option<PoolConnection<sqlx::Postgres>> = None;
+async fn run_lane(warm: WarmConnections, mut queue: mpsc::Receiver<Job>, max_size: usize, stop: CancellationToken) {
+    let mut conn: Option<WarmConnection> = None;
     loop {
         let first = tokio::select! {
             _ = stop.cancelled() => return,
@@ -145,31 +147,59 @@ async fn run_lane(pool: PgPool, mut queue: mpsc::Receiver<Job>, max_size: usize,
         // the batch may run for the whole statement_timeout
         let (short, batched): (Vec<Job>, Vec<Job>) =
             jobs.into_iter().partition(|job| job.deadline.is_some_and(|d| d.is_short()));
-        alone(&pool, short);
+        alone(&warm, short);
         let jobs = batched;
         if jobs.is_empty() {
             continue;
         }
         if conn.is_none() {
-            match pool.acquire().await {
+            match warm.acquire().await {
                 Ok(acquired) => conn = Some(acquired),
                 Err(error) => {
                     tracing::warn!(%error, "no connection for a batch; booking its requests one by one");
-                    alone(&pool, jobs);
+                    alone(&warm, jobs);
                     continue;
                 }
             }
         }
         let Some(connection) = conn.as_mut() else { continue };
-        if !run_batch(&pool, connection, jobs).await {
-            // the connection may be broken: a fresh one next time
+        let usable = match <[Job; 1]>::try_from(jobs) {
+            Ok([job]) => run_single(&warm, connection, job).await,
+            Err(jobs) => run_batch(&warm, connection, jobs).await,
+        };
+        if !usable {
+            // the connection may be broken: back to the pool, a fresh one next time
             conn = None;
         }
-        if queue.is_empty() {
-            // idle: give the connection back to the pool
-            conn = None;
+        if queue.is_empty()
+            && let Some(idle) = conn.take()
+        {
+            // idle: the connection waits warm for the next booking
+            idle.release();
         }
     }
+}
+
+/// A batch of one: the runbook's function called directly on the lane's
+/// connection (no batch function, no subtransaction), so a booking on an idle
+/// lane costs what an unbatched one does. False when the connection may be
+/// broken.
+async fn run_single(warm: &WarmConnections, conn: &mut PgConnection, job: Job) -> bool {
+    let reference = reference::generate();
+    let called = atomic::call_on(conn, &job.prepared, &reference).await;
+    let usable = called.as_ref().err().is_none_or(db_error::leaves_session_usable);
+    match atomic::outcome(&job.prepared, called) {
+        Ok(created) => {
+            let _ = job.reply.send(Ok(created));
+        }
+        Err(AttemptError::Failed(failure)) => {
+            let _ = job.reply.send(Err(failure));
+        }
+        // a collision (reference taken, or the request id raced by another
+        // transaction): the single call's loop answers it
+        Err(AttemptError::ReferenceTaken | AttemptError::RequestIdTaken) => alone(warm, vec![job]),
+    }
+    usable
 }
 
 /// One row of the batch function's answer.
@@ -197,7 +227,7 @@ impl FromRow<'_, PgRow> for ItemRow {
 
 /// Books one batch and answers every job. False when the call failed in a
 /// way that may have broken the connection.
-async fn run_batch(pool: &PgPool, conn: &mut PgConnection, mut jobs: Vec<Job>) -> bool {
+async fn run_batch(warm: &WarmConnections, conn: &mut PgConnection, mut jobs: Vec<Job>) -> bool {
     // fixed lock order; a stable sort keeps arrival order within a tour
     jobs.sort_by_key(|job| job.prepared.request.tour_id.0);
     let references: Vec<String> = jobs.iter().map(|_| reference::generate()).collect();
@@ -215,7 +245,7 @@ async fn run_batch(pool: &PgPool, conn: &mut PgConnection, mut jobs: Vec<Job>) -
         Ok(rows) if rows.len() == jobs.len() => rows,
         Ok(rows) => {
             tracing::error!(sent = jobs.len(), answered = rows.len(), "batch call answered the wrong number of rows");
-            alone(pool, jobs);
+            alone(warm, jobs);
             return true;
         }
         Err(error) => {
@@ -224,7 +254,7 @@ async fn run_batch(pool: &PgPool, conn: &mut PgConnection, mut jobs: Vec<Job>) -
                 // the runbook's rollback ran (or the batch function is missing):
                 // the single call decides, and falls back to legacy like any booking
                 tracing::info!(%error, "batch call found a function missing; booking the batch one by one");
-                alone(pool, jobs);
+                alone(warm, jobs);
             } else if kind.is_retryable() {
                 // the database is away, busy or past a deadline: every booking
                 // in the batch gets that answer (nothing was written), as a
@@ -238,9 +268,9 @@ async fn run_batch(pool: &PgPool, conn: &mut PgConnection, mut jobs: Vec<Job>) -
                 }
             } else {
                 tracing::warn!(%error, size = jobs.len(), "batch call failed as a whole; booking its requests one by one");
-                alone(pool, jobs);
+                alone(warm, jobs);
             }
-            return kind != db_error::DbErrorKind::Unavailable;
+            return kind != DbErrorKind::Unavailable;
         }
     };
     for (job, row) in jobs.into_iter().zip(rows) {
@@ -263,7 +293,7 @@ async fn run_batch(pool: &PgPool, conn: &mut PgConnection, mut jobs: Vec<Job>) -
                             constraint = row.error_constraint.as_deref(),
                             "batched booking retried alone"
                         );
-                        alone(pool, vec![job]);
+                        alone(warm, vec![job]);
                         continue;
                     }
                 }
@@ -288,8 +318,8 @@ async fn call(conn: &mut PgConnection, payloads: &[Payload<'_>]) -> Result<Vec<I
     .await
 }
 
-async fn alone_one(pool: PgPool, job: Job) {
-    let booked = atomic::create(&pool, &job.prepared);
+async fn alone_one(warm: WarmConnections, job: Job) {
+    let booked = atomic::create(&warm, &job.prepared);
     let result = match job.deadline {
         Some(at) => deadline::scope(at, booked).await,
         None => booked.await,
@@ -298,9 +328,8 @@ async fn alone_one(pool: PgPool, job: Job) {
 }
 
 /// Books each job with its own single call, off the lane.
-fn alone(pool: &PgPool, jobs: Vec<Job>) {
+fn alone(warm: &WarmConnections, jobs: Vec<Job>) {
     for job in jobs {
-        let pool = pool.clone();
-        tokio::spawn(alone_one(pool, job));
+        tokio::spawn(alone_one(warm.clone(), job));
     }
 }

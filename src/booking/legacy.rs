@@ -11,7 +11,7 @@
 //! refuse the same request with the same error.
 
 use sqlx::{
-    FromRow, PgPool, Postgres, Row,
+    FromRow, PgConnection, Postgres, Row,
     postgres::{PgArguments, PgRow},
     query::QueryAs,
 };
@@ -23,11 +23,11 @@ use crate::booking::{
     store::{BookingRow, db_span},
     types::{Booking, Created},
 };
-use crate::db::{deadline, error::sqlstate};
+use crate::db::{deadline, error::sqlstate, warm::WarmConnections};
 
-pub async fn create(pool: &PgPool, prepared: &PreparedBooking) -> Result<Created, BookingError> {
-    with_fresh_reference(pool, prepared, |booking_reference| async move {
-        attempt(pool, prepared, &booking_reference).await
+pub async fn create(warm: &WarmConnections, prepared: &PreparedBooking) -> Result<Created, BookingError> {
+    with_fresh_reference(warm.pool(), prepared, |booking_reference| async move {
+        attempt(warm, prepared, &booking_reference).await
     })
     .await
 }
@@ -59,11 +59,11 @@ impl FromRow<'_, PgRow> for Outcome {
 /// transaction whose `statement_timeout` ends before the deadline, so a call
 /// the caller gave up on is cancelled by the database and commits nothing.
 async fn run_by_deadline(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     query: QueryAs<'_, Postgres, Outcome, PgArguments>,
 ) -> Result<Option<Outcome>, sqlx::Error> {
-    let Some(limit) = deadline::statement_limit() else { return query.fetch_optional(pool).await };
-    let mut tx = pool.begin().await?;
+    let Some(limit) = deadline::statement_limit() else { return query.fetch_optional(conn).await };
+    let mut tx = sqlx::Connection::begin(conn).await?;
     deadline::set_statement_timeout(&mut tx, limit).await?;
     let answered = query.fetch_optional(&mut *tx).await;
     deadline::finish(tx, answered).await
@@ -71,7 +71,7 @@ async fn run_by_deadline(
 
 /// One statement (autocommit). A failure writes nothing.
 async fn attempt(
-    pool: &PgPool,
+    warm: &WarmConnections,
     prepared: &PreparedBooking,
     booking_reference: &str,
 ) -> Result<Created, AttemptError<BookingError>> {
@@ -92,7 +92,14 @@ async fn attempt(
         .bind(request.contact.whatsapp().map(|w| w.as_str()))
         .bind(prepared.hold_seconds())
         .bind(&request.created_by);
-    let answered = run_by_deadline(pool, query).instrument(db_span("legacy create booking")).await;
+    let answered = async {
+        let mut conn = warm.acquire().await?;
+        let answered = run_by_deadline(&mut conn, query).await;
+        conn.release_after(&answered);
+        answered
+    }
+    .instrument(db_span("legacy create booking"))
+    .await;
     let outcome = match answered {
         Ok(outcome) => outcome.ok_or(BookingError::TourNotFound)?,
         Err(error) => {

@@ -23,7 +23,7 @@ use crate::{
             Created, FieldProblem, JourneyPage, TourPage,
         },
     },
-    db::error::DbErrorKind,
+    db::{error::DbErrorKind, warm::WarmConnections},
     flags::Flags,
     page::PageKeys,
     reason::Reason,
@@ -36,6 +36,8 @@ pub use crate::booking::{catalog::TourQuery, journey::JourneyQuery};
 #[derive(Debug, Clone)]
 pub struct Bookings {
     pool: PgPool,
+    /// Connections the booking paths keep between bookings (`db::warm`).
+    warm: WarmConnections,
     flags: Flags,
     rules: BookingRules,
     atomic_path: AtomicPathStatus,
@@ -63,14 +65,15 @@ pub enum BookingKey {
 
 impl Bookings {
     pub fn new(
-        pool: PgPool,
+        warm: WarmConnections,
         flags: Flags,
         rules: BookingRules,
         atomic_path: AtomicPathStatus,
         batcher: Option<Batcher>,
         tour_gate: TourGate,
     ) -> Self {
-        Bookings { page_keys: PageKeys::new(pool.clone()), pool, flags, rules, atomic_path, batcher, tour_gate }
+        let pool = warm.pool().clone();
+        Bookings { page_keys: PageKeys::new(pool.clone()), pool, warm, flags, rules, atomic_path, batcher, tour_gate }
     }
 
     /// Whether the atomic path is usable (for GetFlag and health).
@@ -158,7 +161,7 @@ impl Bookings {
                 let answered = match &self.batcher {
                     Some(batcher) => batcher.create(prepared).await,
                     None => match ticket.turn_in_database().await {
-                        Ok(_turn) => atomic::create(&self.pool, prepared).await,
+                        Ok(_turn) => atomic::create(&self.warm, prepared).await,
                         Err(error) => Err(AtomicFailure::Refused(error)),
                     },
                 };
@@ -185,7 +188,7 @@ impl Bookings {
                 });
         }
         let answered = match ticket.turn_in_database().await {
-            Ok(_turn) => legacy::create(&self.pool, prepared).await,
+            Ok(_turn) => legacy::create(&self.warm, prepared).await,
             Err(error) => Err(error),
         };
         (CodePath::Legacy, answered)

@@ -155,6 +155,15 @@ pub fn is_stale_cached_statement(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether the session that returned `error` can run the next statement:
+/// the server answered with an error of the statement (followed by
+/// `ReadyForQuery`, which sqlx reads before the next query), not one that
+/// ended the session (FATAL: terminated, shutting down) and not an I/O or
+/// protocol failure.
+pub fn leaves_session_usable(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some() && classify(error) != DbErrorKind::Unavailable
+}
+
 /// A classified database error with what we were doing when it happened, so
 /// the log tells the story. Domains wrap it; `grpc/status.rs` maps it.
 #[derive(Debug, thiserror::Error)]

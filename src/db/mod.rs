@@ -8,6 +8,7 @@ pub mod functions;
 pub mod schema;
 pub mod seed;
 pub mod url;
+pub mod warm;
 
 use std::time::{Duration, Instant};
 

@@ -32,3 +32,4 @@ mod replicas;
 mod support_tools;
 mod telemetry;
 mod tls;
+mod warm_connections;
