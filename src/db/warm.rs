@@ -1,4 +1,4 @@
-//! Connections kept checked out between bookings.
+//! Connections the booking paths keep checked out between bookings.
 //!
 //! sqlx takes every connection back into its pool with a ping (a `Sync` and
 //! its `ReadyForQuery`: one more round trip per checkout, which
@@ -6,12 +6,16 @@
 //! round trip cost about a fifth of the throughput (see docs/scaling.md). A
 //! booking whose call completed puts its connection here instead, for the
 //! next booking; one whose call was interrupted (its future dropped, the
-//! socket broken) drops it, and the pool pings and drains it as before.
+//! socket broken, the session ended by the server) drops it, and the pool
+//! pings and drains it as before.
 //!
-//! At most `capacity` connections wait here, so the rest of the pool stays
-//! free for everything else; one that idled longer than [`IDLE`] goes back to
-//! the pool when the next booking comes, and [`WarmConnections::close`] gives
-//! every one back before the pool closes at shutdown.
+//! The booking paths hold at most `capacity` connections at once (waiting
+//! here or in use), so the rest of the pool stays free for everything else;
+//! callers beyond that wait their turn first come, first served (a fair
+//! semaphore), bounded by the pool's acquire timeout. A connection that idled
+//! longer than [`IDLE`] goes back to the pool when the next booking comes,
+//! and [`WarmConnections::close`] gives every one back before the pool closes
+//! at shutdown.
 
 use std::{
     ops::{Deref, DerefMut},
@@ -23,6 +27,7 @@ use std::{
 };
 
 use sqlx::{PgConnection, PgPool, Postgres, pool::PoolConnection};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::db::error;
 
@@ -40,7 +45,8 @@ struct Inner {
     pool: PgPool,
     /// A stack (the most recently used on top) with when each came back.
     idle: Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
-    capacity: usize,
+    /// One per connection the booking paths may hold (fair: FIFO).
+    turns: Arc<Semaphore>,
     closed: AtomicBool,
 }
 
@@ -52,11 +58,12 @@ impl Inner {
 }
 
 impl WarmConnections {
-    /// Keeps up to `capacity` connections of `pool` warm (0: none, every
-    /// connection goes back to the pool).
+    /// The booking paths hold at most `capacity` (at least 1) connections of
+    /// `pool` at once, and keep them warm.
     pub fn new(pool: PgPool, capacity: usize) -> Self {
+        let turns = Arc::new(Semaphore::new(capacity.max(1)));
         WarmConnections {
-            inner: Arc::new(Inner { pool, idle: Mutex::new(Vec::new()), capacity, closed: AtomicBool::new(false) }),
+            inner: Arc::new(Inner { pool, idle: Mutex::new(Vec::new()), turns, closed: AtomicBool::new(false) }),
         }
     }
 
@@ -64,13 +71,21 @@ impl WarmConnections {
         &self.inner.pool
     }
 
-    /// The most recently used warm connection, or one from the pool.
+    /// The most recently used warm connection, or one from the pool, after
+    /// waiting for a turn (at most the pool's acquire timeout, like the
+    /// pool itself).
     pub async fn acquire(&self) -> Result<WarmConnection, sqlx::Error> {
+        let wait = self.inner.pool.options().get_acquire_timeout();
+        let turn = match tokio::time::timeout(wait, self.inner.turns.clone().acquire_owned()).await {
+            Ok(Ok(turn)) => turn,
+            // never closed; a timeout is the pool's own answer to waiting too long
+            Ok(Err(_)) | Err(_) => return Err(sqlx::Error::PoolTimedOut),
+        };
         let conn = match self.take_idle() {
             Some(conn) => conn,
             None => self.inner.pool.acquire().await?,
         };
-        Ok(WarmConnection { conn, home: self.inner.clone() })
+        Ok(WarmConnection { conn, home: self.inner.clone(), _turn: turn })
     }
 
     fn take_idle(&self) -> Option<PoolConnection<Postgres>> {
@@ -106,6 +121,8 @@ impl WarmConnections {
 pub struct WarmConnection {
     conn: PoolConnection<Postgres>,
     home: Arc<Inner>,
+    /// Given back with the connection (after it is put back to wait here).
+    _turn: OwnedSemaphorePermit,
 }
 
 impl WarmConnection {
@@ -113,18 +130,14 @@ impl WarmConnection {
     /// completed (answered, or refused by the server, which leaves the
     /// protocol in step), never after one that was interrupted.
     pub fn release(self) {
-        let WarmConnection { conn, home } = self;
+        let WarmConnection { conn, home, _turn } = self;
         // a transaction left open (a failed rollback) is the pool's to clean up
         if home.closed.load(Ordering::SeqCst) || sqlx::Connection::is_in_transaction(&*conn) {
             return;
         }
-        let mut idle = home.idle();
-        if idle.len() < home.capacity {
-            idle.push((conn, Instant::now()));
-        } else {
-            drop(idle);
-            drop(conn);
-        }
+        // no more wait here than there are turns: room for it is certain
+        home.idle().push((conn, Instant::now()));
+        // `_turn` drops here, after the connection is back: the next caller finds it
     }
 
     /// Keeps it when the call's answer leaves the session usable
