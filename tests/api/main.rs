@@ -18,6 +18,7 @@ mod drill_failures;
 mod drill_fuzz;
 mod drill_overbooked;
 mod drill_overload;
+mod drill_redeploy;
 mod drill_shutdown;
 mod embedded_postgres;
 mod fixtures;
