@@ -194,7 +194,7 @@ pub struct Settings {
     pub batch_max_size: usize,
 
     /// Batches in flight at once, each on its own connection; a tour always uses the same lane.
-    #[arg(long, env = "BOOKINGD_BATCH_LANES", default_value_t = 4)]
+    #[arg(long, env = "BOOKINGD_BATCH_LANES", default_value_t = 2)]
     pub batch_lanes: usize,
 
     /// The integer settings these durations replaced, accepted for one release.
@@ -388,6 +388,15 @@ impl Settings {
         if self.batch_lanes < 1 || self.batch_lanes as u32 >= self.db_max_connections {
             return Err("batch lanes must be at least 1 and fewer than the database pool's connections".into());
         }
+        // every lane holds one of the booking paths' connections while it
+        // has work: bookings booked alone (a short deadline, a collision)
+        // need one left over
+        if self.batch_bookings && self.batch_lanes >= self.booking_connections() {
+            return Err(format!(
+                "batch lanes must be fewer than the connections the booking paths may hold (half the pool: {})",
+                self.booking_connections()
+            ));
+        }
         if self.max_seats_per_booking < 1 {
             return Err("max seats per booking must be at least 1".into());
         }
@@ -441,6 +450,13 @@ impl Settings {
         Ok(())
     }
 
+    /// Connections the booking paths (batch lanes included) may hold at
+    /// once, kept warm between bookings (`db::warm`): half the pool, so
+    /// confirmations, checks and admin work always find one.
+    pub fn booking_connections(&self) -> usize {
+        (self.db_max_connections as usize / 2).max(1)
+    }
+
     /// Bookings of one tour that may hold a database connection at once.
     pub fn tour_max_in_database(&self) -> usize {
         self.tour_max_in_database.unwrap_or((self.db_max_connections as usize / 4).max(1))
@@ -486,6 +502,26 @@ mod tests {
         let settings = Settings::load_from(["bookingd", "--hold-seconds", "60", "--hold-duration", "2m"]);
         assert_eq!(settings.hold_duration, Duration::from_secs(120));
         assert!(settings.deprecations.iter().all(|d| d.ignored), "{:?}", settings.deprecations);
+    }
+
+    #[test]
+    fn batch_lanes_leave_the_booking_paths_a_connection_of_their_own() {
+        let settings = Settings::load_from(["bookingd", "--db-max-connections", "6", "--batch-lanes", "2"]);
+        assert_eq!(settings.booking_connections(), 3);
+        assert_eq!(settings.validate(), Ok(()));
+        let settings = Settings::load_from(["bookingd", "--db-max-connections", "4", "--batch-lanes", "2"]);
+        assert!(settings.validate().unwrap_err().contains("half the pool: 2"));
+        // without group commit the lanes are not started
+        let settings = Settings::load_from([
+            "bookingd",
+            "--db-max-connections",
+            "4",
+            "--batch-lanes",
+            "2",
+            "--batch-bookings",
+            "false",
+        ]);
+        assert_eq!(settings.validate(), Ok(()));
     }
 
     #[test]

@@ -349,9 +349,7 @@ async fn start_bookings(
     let atomic_path = AtomicPathStatus::new();
     // know the truth before the first request, not a probe interval later
     atomic_path.probe(pool).await;
-    // the booking paths hold at most half the pool (and keep it warm): the
-    // rest stays free for confirmations, checks and admin work
-    let warm = WarmConnections::new(pool.clone(), settings.db_max_connections as usize / 2);
+    let warm = WarmConnections::new(pool.clone(), settings.booking_connections());
     let warm_stop = stop.clone();
     let warm_closer = warm.clone();
     background.spawn(async move {
