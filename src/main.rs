@@ -34,6 +34,12 @@ enum Command {
 /// How long `bookingd migrate` retries reaching a database that is still starting.
 const MIGRATE_CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
+// mimalloc: about a fifth of bookingd's CPU per booking was glibc's malloc
+// and free (HTTP/2 frames, protobuf, rows, JSON); with mimalloc bookingd
+// spends 8-12 % less CPU per booking (docs/scaling.md)
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let matches = Cli::command().get_matches();

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use nix::sys::signal::{SigHandler, Signal, signal};
 
+// the load generator allocates per call like the server does (see main.rs)
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // one thread: an operator CLI needs no more, and as a load generator
 // (`bench`, `soak`) it should take as little as possible of the machine it
 // measures (measured: less client CPU per booking than two workers waking
