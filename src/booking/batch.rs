@@ -45,8 +45,9 @@ use crate::db::{
     warm::{WarmConnection, WarmConnections},
 };
 
-/// Up to 64: every booking in a batch is a subtransaction, and PostgreSQL
-/// keeps 64 subtransaction ids per backend before others' snapshots slow down.
+/// Up to 64: a batch with a refusal in it is booked again one subtransaction
+/// per booking, and PostgreSQL keeps 64 subtransaction ids per backend before
+/// others' snapshots slow down.
 pub const MAX_BATCH_SIZE: usize = 64;
 
 #[derive(Debug, Clone, Copy)]

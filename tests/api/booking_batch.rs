@@ -72,6 +72,59 @@ async fn one_batch_call_keeps_every_bookings_own_outcome_in_arrival_order() {
     assert_healthy(&app.pool).await;
 }
 
+/// Subtransactions that wrote the bookings of `request_ids`: each one writes
+/// its rows under its own transaction id (`xmin`).
+async fn writing_subtransactions(pool: &sqlx::PgPool, request_ids: &[&str]) -> i64 {
+    sqlx::query_scalar("select count(distinct xmin::text) from bookings where request_id = any($1)")
+        .bind(request_ids)
+        .fetch_one(pool)
+        .await
+        .expect("xmin of the bookings")
+}
+
+#[tokio::test]
+async fn a_batch_without_refusals_is_booked_in_one_subtransaction_and_one_with_a_refusal_item_by_item() {
+    let app = spawn_app().await;
+    let tour = create_tour(&app.pool, TourSpec { capacity: 10, ..TourSpec::default() }).await;
+    let call = |batch: serde_json::Value| {
+        let pool = app.pool.clone();
+        async move {
+            let rows: Vec<ItemAnswer> = sqlx::query_as(
+                "select item, error_code, error_detail, (booking).request_id
+                   from create_booking_atomic_batch($1) order by item",
+            )
+            .bind(&batch)
+            .fetch_all(&pool)
+            .await
+            .expect("batch call");
+            rows
+        }
+    };
+
+    // no refusal: every item booked at once
+    let rows =
+        call(json!([payload(tour.tour_id, "a", 2), payload(tour.tour_id, "b", 2), payload(tour.tour_id, "c", 2)]))
+            .await;
+    assert!(rows.iter().all(|row| row.1.is_none()), "{rows:?}");
+    assert_eq!(writing_subtransactions(&app.pool, &["a", "b", "c"]).await, 1);
+
+    // a refusal in the middle (4 seats left, 2 after "d": "e"'s 3 are
+    // refused): the first attempt is undone whole, then each item books alone
+    let rows =
+        call(json!([payload(tour.tour_id, "d", 2), payload(tour.tour_id, "e", 3), payload(tour.tour_id, "f", 1)]))
+            .await;
+    let codes: Vec<Option<&str>> = rows.iter().map(|row| row.1.as_deref()).collect();
+    assert_eq!(codes, [None, Some("BK003"), None]);
+    assert_eq!(writing_subtransactions(&app.pool, &["d", "f"]).await, 2);
+    let undone: i64 = sqlx::query_scalar("select count(*) from bookings where request_id = 'e'")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(undone, 0, "the refused item left nothing behind");
+    assert_eq!(available_spots(&app.pool, tour.tour_id).await, 10 - 6 - 3);
+    assert_healthy(&app.pool).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unbatched_storm_on_the_atomic_path_sells_exactly_the_seats_there_are() {
     let app = spawn_app_with(|s| s.batch_bookings = false).await;
