@@ -252,13 +252,19 @@ pub async fn end_booking(
     .instrument(db_span("update booking end"))
     .await
     .map_err(|e| BookingError::from_db("ending a booking", e))?;
-    let ended = Booking::try_from(row)?;
+    release_seats_unless_released(tx, Booking::try_from(row)?).await
+}
+
+/// The seats of `ended` (just ended in the caller's transaction) back to its
+/// tour, unless `restore_availability_trigger` already gave them back (it
+/// sets `seats_released_at`). When the trigger is absent (the runbook's
+/// rollback ran) they are restored here, and the row marked, so nothing
+/// releases them twice. An overbooked tour's excess is paid down first (as
+/// the trigger does).
+async fn release_seats_unless_released(tx: &mut PgConnection, ended: Booking) -> Result<Booking, BookingError> {
     if ended.seats_released_at.is_some() {
         return Ok(ended);
     }
-
-    // no trigger ran: release here, and mark the row so nothing releases twice
-    // an overbooked tour's excess is paid down first (as the trigger does)
     sqlx::query(
         "update tours
             set available_spots = available_spots + greatest(0, $2 - overbooked_seats),
@@ -296,29 +302,78 @@ pub async fn end_booking(
     Booking::try_from(row)
 }
 
-/// `booking_cancelled`: who cancelled (the principal's name, never a token)
-/// and why; ids only, no personal data.
-pub async fn record_cancellation(
+/// What [`cancel`] found.
+pub struct CancelOutcome {
+    pub booking: Booking,
+    /// It was live and is cancelled now (its seats given back); false: it had
+    /// already ended, and is returned as it is.
+    pub cancelled_now: bool,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct CancelRow {
+    #[sqlx(flatten)]
+    booking: BookingRow,
+    cancelled_now: bool,
+}
+
+/// Cancels a live booking and audits it as `booking_cancelled` (who
+/// cancelled: the principal's name, never a token; why; ids only, no personal
+/// data) in one statement, in the caller's transaction; an ended booking is
+/// returned as it is (locked, so the answer is its latest state). None: no
+/// such booking.
+///
+/// One statement rather than lock, update, audit: the status update fires
+/// `restore_availability_trigger`, which locks the tour's row until the
+/// transaction ends, so every round trip after it holds up that tour's
+/// bookings. Only when the trigger is absent does the release take more
+/// statements ([`release_seats_unless_released`]).
+pub async fn cancel(
     tx: &mut PgConnection,
-    booking: &Booking,
-    cancelled_by: &str,
+    id: BookingId,
     reason: Option<&str>,
-) -> Result<(), BookingError> {
-    sqlx::query(
-        "insert into audit_logs (table_name, record_id, action, actor, details)
-         values ('bookings', $1, 'booking_cancelled', $2,
-                 jsonb_build_object('tour_id', $3::uuid, 'seats', $4::int, 'reason', $5::text))",
-    )
-    .bind(booking.id.0)
-    .bind(cancelled_by)
-    .bind(booking.tour_id.0)
-    .bind(booking.seats())
+    cancelled_by: &str,
+) -> Result<Option<CancelOutcome>, BookingError> {
+    let row = sqlx::query_as::<_, CancelRow>(concat!(
+        "with ended as (
+             update bookings
+                set booking_status = 'cancelled', cancelled_at = now(),
+                    cancellation_reason = coalesce($2, cancellation_reason), updated_at = now()
+              where id = $1 and booking_status in ('pending', 'confirmed')
+          returning ",
+        booking_columns!(),
+        "), audited as (
+             insert into audit_logs (table_name, record_id, action, actor, details)
+             select 'bookings', id, 'booking_cancelled', $3,
+                    jsonb_build_object('tour_id', tour_id, 'seats', num_adults + num_children, 'reason', $2::text)
+               from ended
+         ), unchanged as (
+             select ",
+        booking_columns!(),
+        " from bookings where id = $1 and not exists (select from ended) for update
+         )
+         select true as cancelled_now, ",
+        booking_columns!(),
+        " from ended
+         union all
+         select false, ",
+        booking_columns!(),
+        " from unchanged"
+    ))
+    .bind(id.0)
     .bind(reason)
-    .execute(&mut *tx)
-    .instrument(db_span("insert audit_logs booking_cancelled"))
+    .bind(cancelled_by)
+    .fetch_optional(&mut *tx)
+    .instrument(db_span("update booking cancel"))
     .await
-    .map_err(|e| BookingError::from_db("auditing a cancellation", e))?;
-    Ok(())
+    .map_err(|e| BookingError::from_db("cancelling a booking", e))?;
+    let Some(row) = row else { return Ok(None) };
+    let booking = Booking::try_from(row.booking)?;
+    if !row.cancelled_now {
+        return Ok(Some(CancelOutcome { booking, cancelled_now: false }));
+    }
+    let booking = release_seats_unless_released(tx, booking).await?;
+    Ok(Some(CancelOutcome { booking, cancelled_now: true }))
 }
 
 /// `creation_failed` for the runbook's alert: a reason code, the tour and

@@ -75,7 +75,15 @@ pub fn is_short() -> bool {
 
 /// Begins a transaction bounded by the current call's deadline.
 pub async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    bound(pool.begin().await?).await
+}
+
+/// [`begin`] on a connection the caller holds (a warm one: `db::warm`).
+pub async fn begin_on(conn: &mut PgConnection) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+    bound(sqlx::Connection::begin(conn).await?).await
+}
+
+async fn bound(mut tx: Transaction<'_, Postgres>) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
     if let Some(limit) = statement_limit() {
         set_statement_timeout(&mut tx, limit).await?;
     }

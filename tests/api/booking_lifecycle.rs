@@ -192,6 +192,48 @@ async fn confirming_a_lapsed_hold_is_refused_and_expires_it_on_both_paths() {
     assert_healthy(&app.pool).await;
 }
 
+/// Cancels of one booking racing each other, with the restore trigger and
+/// after the runbook's rollback: one of them releases the seats, every one
+/// answers with the booking as it is now (cancelled, never the live state a
+/// racing cancel saw before it waited), and one `booking_cancelled` is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_cancels_of_one_booking_release_once_and_all_answer_cancelled() {
+    let app = spawn_app().await;
+    let tour = create_tour(&app.pool, TourSpec { capacity: 20, ..TourSpec::default() }).await;
+    for (phase, released_by) in [("trigger present", "trigger"), ("trigger absent", "application")] {
+        if released_by == "application" {
+            db::functions::rollback(&app.pool, "test", "racing cancels").await.expect("rollback");
+        }
+        let mut bookings = Vec::new();
+        for _ in 0..10 {
+            bookings.push(create_ok(&app, booking_request(tour.tour_id)).await);
+        }
+        let answers = join_all(bookings.iter().flat_map(|b| std::iter::repeat_n(b.id.clone(), 6)).map(|id| {
+            let app = &app;
+            async move { (id.clone(), cancel(app, &id).await) }
+        }))
+        .await;
+        for booking in &bookings {
+            let mine: Vec<_> = answers.iter().filter(|(id, _)| *id == booking.id).map(|(_, a)| a).collect();
+            assert_eq!(mine.iter().filter(|a| a.seats_released).count(), 1, "{phase}: {}", booking.id);
+            for answer in &mine {
+                assert_eq!(answer.booking.as_ref().expect("booking").status(), BookingStatus::Cancelled, "{phase}");
+            }
+            assert_eq!(releases_of(&app.pool, &booking.id).await, [released_by], "{phase}");
+            let audited: i64 = sqlx::query_scalar(
+                "select count(*) from audit_logs where action = 'booking_cancelled' and record_id = $1::uuid",
+            )
+            .bind(&booking.id)
+            .fetch_one(&app.pool)
+            .await
+            .expect("audit count");
+            assert_eq!(audited, 1, "{phase}: {}", booking.id);
+        }
+        assert_eq!(available_spots(&app.pool, tour.tour_id).await, 20, "{phase}");
+    }
+    assert_healthy(&app.pool).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancels_racing_the_sweeper_release_every_seat_exactly_once() {
     let app = spawn_app_with(|s| s.hold_sweep_interval = Duration::from_millis(20)).await;
