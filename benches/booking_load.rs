@@ -14,7 +14,9 @@
 //! - BENCH_CONCURRENCY e.g. `1,16,64` (default), BENCH_SPREAD `spread,hot`,
 //! - BENCH_SERVICES e.g. `atomic,atomic+batch,legacy` (default: all three;
 //!   `atomic` and `legacy` with batching off, `atomic+batch` with it on),
-//! - BENCH_REPEAT rounds of the whole table (default 1).
+//! - BENCH_REPEAT rounds of the whole table (default 1),
+//! - BENCH_BOOKINGD the bookingd binary to start (default: this tree's
+//!   release build), to compare another build against the same pgbench.
 //!
 //! Any `BOOKINGD_*` variable in the benchmark's environment is passed to every
 //! bookingd it starts (e.g. `BOOKINGD_BATCH_LANES=2`), except the batching
@@ -241,7 +243,9 @@ struct Service {
 impl Service {
     fn start(config: &'static ServiceConfig, url: &str) -> Service {
         let port = free_port().expect("free port");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_bookingd"));
+        // another build of bookingd (an A/B of two commits against the same pgbench)
+        let binary = std::env::var_os("BENCH_BOOKINGD").unwrap_or_else(|| env!("CARGO_BIN_EXE_bookingd").into());
+        let mut command = Command::new(binary);
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
