@@ -16,7 +16,10 @@
 //!   `atomic` and `legacy` with batching off, `atomic+batch` with it on),
 //! - BENCH_REPEAT rounds of the whole table (default 1),
 //! - BENCH_BOOKINGD the bookingd binary to start (default: this tree's
-//!   release build), to compare another build against the same pgbench.
+//!   release build), to compare another build against the same pgbench,
+//! - BENCH_SETUP_SQL SQL run on the bench database once its catalog is made,
+//!   before any measuring (an experiment on the schema, seen by the service
+//!   and pgbench alike).
 //!
 //! Any `BOOKINGD_*` variable in the benchmark's environment is passed to every
 //! bookingd it starts (e.g. `BOOKINGD_BATCH_LANES=2`), except the batching
@@ -143,6 +146,14 @@ fn main() {
         services.push(Service::start(config, &url));
     }
     let tour_ids = runtime.block_on(prepare_catalog(&url, knobs.tours));
+    if let Ok(sql) = std::env::var("BENCH_SETUP_SQL") {
+        runtime.block_on(async {
+            let mut conn = PgConnection::connect(&url).await.expect("connect");
+            // the operator running the benchmark wrote it, on a throwaway database
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone())).execute(&mut conn).await.expect("BENCH_SETUP_SQL");
+        });
+        println!("BENCH_SETUP_SQL ran: {sql}");
+    }
     let scripts = write_pgbench_scripts(&data_dir, knobs.tours, &knobs.workload);
 
     println!(
