@@ -245,8 +245,7 @@ impl Bookings {
         // only a completed call keeps the connection warm; after an error it
         // goes back to the pool, which checks it
         conn.release();
-        let outcome = found.ok_or(BookingError::BookingNotFound)?;
-        Ok(Cancelled { booking: outcome.booking, seats_released: outcome.cancelled_now })
+        found.ok_or(BookingError::BookingNotFound)
     }
 
     #[tracing::instrument(name = "booking.get", skip_all)]

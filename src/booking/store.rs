@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::booking::{
     error::BookingError,
-    types::{Booking, BookingId, BookingStatus, CodePath, TourId},
+    types::{Booking, BookingId, BookingStatus, Cancelled, CodePath, TourId},
 };
 
 pub(crate) use crate::telemetry::db_span;
@@ -302,14 +302,6 @@ async fn release_seats_unless_released(tx: &mut PgConnection, ended: Booking) ->
     Booking::try_from(row)
 }
 
-/// What [`cancel`] found.
-pub struct CancelOutcome {
-    pub booking: Booking,
-    /// It was live and is cancelled now (its seats given back); false: it had
-    /// already ended, and is returned as it is.
-    pub cancelled_now: bool,
-}
-
 #[derive(Debug, sqlx::FromRow)]
 struct CancelRow {
     #[sqlx(flatten)]
@@ -320,8 +312,8 @@ struct CancelRow {
 /// Cancels a live booking and audits it as `booking_cancelled` (who
 /// cancelled: the principal's name, never a token; why; ids only, no personal
 /// data) in one statement, in the caller's transaction; an ended booking is
-/// returned as it is (locked, so the answer is its latest state). None: no
-/// such booking.
+/// returned as it is (locked, so the answer is its latest state) with
+/// `seats_released = false`. None: no such booking.
 ///
 /// One statement rather than lock, update, audit: the status update fires
 /// `restore_availability_trigger`, which locks the tour's row until the
@@ -333,7 +325,7 @@ pub async fn cancel(
     id: BookingId,
     reason: Option<&str>,
     cancelled_by: &str,
-) -> Result<Option<CancelOutcome>, BookingError> {
+) -> Result<Option<Cancelled>, BookingError> {
     let row = sqlx::query_as::<_, CancelRow>(concat!(
         "with ended as (
              update bookings
@@ -370,10 +362,10 @@ pub async fn cancel(
     let Some(row) = row else { return Ok(None) };
     let booking = Booking::try_from(row.booking)?;
     if !row.cancelled_now {
-        return Ok(Some(CancelOutcome { booking, cancelled_now: false }));
+        return Ok(Some(Cancelled { booking, seats_released: false }));
     }
     let booking = release_seats_unless_released(tx, booking).await?;
-    Ok(Some(CancelOutcome { booking, cancelled_now: true }))
+    Ok(Some(Cancelled { booking, seats_released: true }))
 }
 
 /// `creation_failed` for the runbook's alert: a reason code, the tour and
