@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::{
     fixtures::{
         TourSpec, audit_count, available_spots, booking_request, cancel, create_ok, create_tour, error_metadata,
-        reason, releases_of,
+        reason, releases_of, wait_for_audit,
     },
     helpers::{TestApp, assert_healthy, spawn_app, spawn_app_on, wait_until},
 };
@@ -251,6 +251,7 @@ async fn a_missing_trigger_alone_sends_bookings_to_legacy_and_shows_in_health() 
     assert_eq!(during.code_path(), CodePath::Legacy);
     assert!(released.seats_released);
     assert_eq!(releases_of(&app.pool, &before.id).await, ["application"]);
+    wait_for_audit(&app.pool, "atomic_path_unavailable").await;
     assert_eq!(audit_count(&app.pool, "atomic_path_unavailable").await, 1);
     let detail: String =
         sqlx::query_scalar("select details ->> 'detail' from audit_logs where action = 'atomic_path_unavailable'")

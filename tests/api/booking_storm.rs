@@ -16,7 +16,7 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus}
 use crate::{
     fixtures::{
         Interlude, TourSpec, assert_sold_exactly, audit_count, available_spots, booking_request, cancel, create_ok,
-        create_tour, error_metadata, reason, storm,
+        create_tour, error_metadata, reason, storm, wait_for_audit,
     },
     helpers::{TestApp, assert_healthy, spawn_app, spawn_app_on, spawn_app_with, wait_until},
 };
@@ -88,6 +88,7 @@ async fn a_storm_survives_the_functions_being_dropped_and_redeployed_mid_storm()
     .await;
 
     assert_sold_exactly(&app, tour.tour_id, SEATS, REQUESTS, &outcome).await;
+    wait_for_audit(&app.pool, "atomic_path_restored").await;
     let transitions: Vec<(String, serde_json::Value)> = sqlx::query_as(
         "select action, details from audit_logs where action like 'atomic_path%' or table_name = 'database_functions' order by id",
     )

@@ -360,6 +360,16 @@ pub async fn audit_count(pool: &PgPool, action: &str) -> i64 {
         .expect("audit count")
 }
 
+/// Waits until at least one `action` row is in audit_logs. The atomic path's
+/// transitions are published (health) before their audit row is written, so
+/// a test that saw the health change waits for the row before counting.
+pub async fn wait_for_audit(pool: &PgPool, action: &str) {
+    wait_until(&format!("an audit_logs row for {action}"), Duration::from_secs(10), || async {
+        audit_count(pool, action).await >= 1
+    })
+    .await;
+}
+
 /// Something to do once `after_completed` storm requests have answered.
 /// New requests wait while it runs; those in flight keep going, so the
 /// action overlaps live traffic and the storm still has requests after it.
